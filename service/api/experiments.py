@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Body, HTTPException, Query
+
+from service import store
+from service.api.deps import ReadSession, WriteSession, get_experiment_or_404
+from service.models import STATUSES
+from service.schemas import ExperimentList, ExperimentRead
+from service.spec import MAX_INT, ExperimentSpec
+
+router = APIRouter(prefix="/experiments", tags=["experiments"])
+
+StatusFilter = Literal[STATUSES]  # type: ignore[valid-type]
+
+
+@router.post("", status_code=201, response_model=ExperimentRead)
+def create_experiment(
+    session: WriteSession, spec: Annotated[ExperimentSpec | None, Body()] = None
+) -> ExperimentRead:
+    """Create an experiment from a spec (every field optional) and queue it."""
+    experiment = store.create_experiment(session, spec or ExperimentSpec())
+    session.commit()
+    return store.to_read(experiment)
+
+
+@router.get("", response_model=ExperimentList)
+def list_experiments(
+    session: ReadSession,
+    status: StatusFilter | None = None,
+    tag: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
+) -> ExperimentList:
+    """List experiments, newest first, filtered by status and tag."""
+    rows, count = store.list_experiments(
+        session, status=status, tag=tag, limit=limit, offset=offset
+    )
+    return ExperimentList(data=[store.to_read(row) for row in rows], count=count)
+
+
+@router.get("/{experiment_id}", response_model=ExperimentRead)
+def read_experiment(session: ReadSession, experiment_id: int) -> ExperimentRead:
+    """Read one experiment with its status, progress and summary."""
+    return store.to_read(get_experiment_or_404(session, experiment_id))
+
+
+@router.post("/{experiment_id}/cancel", status_code=202, response_model=ExperimentRead)
+def cancel_experiment(session: WriteSession, experiment_id: int) -> ExperimentRead:
+    """Cancel a queued run at once; ask a running run's worker to stop it."""
+    experiment = get_experiment_or_404(session, experiment_id)
+    if not store.request_cancel(session, experiment_id):
+        raise HTTPException(
+            status_code=409, detail=f"experiment {experiment_id} is already {experiment.status}"
+        )
+    session.commit()
+    session.refresh(experiment)
+    return store.to_read(experiment)

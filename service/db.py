@@ -1,0 +1,95 @@
+"""Engines, sessions and schema upgrades; SQLite is configured here, once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from alembic import command
+from service.settings import get_settings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+IMMEDIATE = {"sqlite_begin": "IMMEDIATE"}
+"""Execution options for a transaction that will write: on SQLite it takes the write lock at
+BEGIN, so a read-then-write never fails with SQLITE_BUSY_SNAPSHOT; other backends ignore it."""
+
+
+def make_engine(url: str | None = None) -> Engine:
+    """An engine for `url` (default: the settings' DATABASE_URL)."""
+    url = url or get_settings().database_url
+    if make_url(url).get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    _ensure_sqlite_directory(url)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    _configure_sqlite(engine)
+    return engine
+
+
+def _ensure_sqlite_directory(url: str) -> None:
+    database = make_url(url).database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    busy_timeout_ms = get_settings().sqlite_busy_timeout_ms
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:  # noqa: ANN001
+        # Let SQLAlchemy, not the driver, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection) -> None:  # noqa: ANN001
+        mode = connection.get_execution_options().get("sqlite_begin", "")
+        connection.exec_driver_sql(f"BEGIN {mode}".strip())
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(engine: Engine, *, write: bool = False) -> Iterator[Session]:
+    """A session that commits on success, rolls back on error, and always closes."""
+    bind = engine.execution_options(**IMMEDIATE) if write else engine
+    session = Session(bind=bind, expire_on_commit=False)
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def alembic_config(url: str | None = None) -> Config:
+    config = Config(str(REPO_ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(REPO_ROOT / "alembic"))
+    # configparser interpolates "%", which URL-encoded passwords contain.
+    config.set_main_option(
+        "sqlalchemy.url", (url or get_settings().database_url).replace("%", "%%")
+    )
+    # Programmatic upgrades leave the caller's logging alone.
+    config.attributes["skip_logging_config"] = True
+    return config
+
+
+def upgrade_schema(url: str | None = None) -> None:
+    """Bring the database at `url` to the newest schema."""
+    url = url or get_settings().database_url
+    if make_url(url).get_backend_name() == "sqlite":
+        _ensure_sqlite_directory(url)
+    command.upgrade(alembic_config(url), "head")

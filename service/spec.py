@@ -1,0 +1,127 @@
+"""The experiment spec: the JSON body of `POST /experiments`, validated and normalised.
+
+Every field is optional and defaults to the paper's run (Lin, Sun, Zhang, NeurIPS 2021).
+Types are strict (no "4" for 4, no true for 1); floats must be finite.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from service.settings import get_settings
+
+MAX_INT = 2**63 - 1
+MAX_DEPTH = 1_000
+MAX_WIDTH = 10_000
+MAX_DIM = 10_000
+MAX_BATCH_SIZE = 10_000_000
+MIN_INIT_NORM, MAX_INIT_NORM = 1e-12, 1e12
+
+DEFAULT_STEPS = 20_000
+
+METRIC_NAMES = ("directional_error", "angle", "loss", "norm")
+
+
+class ExperimentSpec(BaseModel):
+    """What to run. Unknown fields are rejected; `width`, `teacher`, `init_vector` are filled in."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    tags: list[str] = Field(default_factory=list, max_length=50)
+    depth: int = Field(default=1, ge=1, le=MAX_DEPTH)
+    dim: int = Field(default=2, ge=2, le=MAX_DIM)
+    width: int | None = Field(default=None, ge=1, le=MAX_WIDTH, validate_default=True)
+    distribution: Literal["uniform_sphere", "gaussian"] = "uniform_sphere"
+    teacher: list[float] | None = Field(default=None, validate_default=True)
+    loss: Literal["logistic", "exponential"] = "logistic"
+    optimizer: Literal["sgd"] = "sgd"
+    lr: float = Field(default=1e-3, gt=0)
+    batch_size: int = Field(default=1000, ge=1, le=MAX_BATCH_SIZE)
+    steps: int = Field(default_factory=lambda: min(DEFAULT_STEPS, get_settings().max_steps), ge=1)
+    init: Literal["paper"] = "paper"
+    init_vector: list[float] | None = Field(default=None, validate_default=True)
+    log_every: int = Field(default=1, ge=1, le=MAX_INT)
+    seed: int = Field(default=0, ge=0, le=MAX_INT)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["float32", "float64"] = "float32"
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_printable(cls, name: str | None) -> str | None:
+        if name is not None and "\x00" in name:
+            raise ValueError("name must not contain NUL characters")
+        return name
+
+    @field_validator("tags")
+    @classmethod
+    def _tags_are_clean(cls, tags: list[str]) -> list[str]:
+        for tag in tags:
+            if not 1 <= len(tag) <= 100 or "\x00" in tag:
+                raise ValueError("each tag must be 1 to 100 characters, without NUL")
+        return list(dict.fromkeys(tags))
+
+    @field_validator("width")
+    @classmethod
+    def _width_defaults_to_dim(cls, width: int | None, info: ValidationInfo) -> int | None:
+        return width if width is not None else info.data.get("dim")
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_within_cap(cls, steps: int, info: ValidationInfo) -> int:
+        cap = (info.context or {}).get("max_steps", get_settings().max_steps)
+        if cap is not None and steps > cap:
+            raise ValueError(f"steps must be at most {cap} (DIRCONV_MAX_STEPS)")
+        return steps
+
+    @field_validator("teacher")
+    @classmethod
+    def _teacher_is_unit(cls, teacher: list[float] | None, info: ValidationInfo) -> list[float]:
+        dim = info.data.get("dim")
+        if teacher is None:
+            return _basis(dim, dim - 1) if dim else []
+        norm = _checked_norm(teacher, dim, "teacher")
+        return [x / norm for x in teacher]
+
+    @field_validator("init_vector")
+    @classmethod
+    def _init_vector_in_range(
+        cls, init_vector: list[float] | None, info: ValidationInfo
+    ) -> list[float]:
+        dim = info.data.get("dim")
+        if init_vector is None:
+            return _default_init_vector(dim) if dim else []
+        norm = _checked_norm(init_vector, dim, "init_vector")
+        if not MIN_INIT_NORM <= norm <= MAX_INIT_NORM:
+            raise ValueError(
+                f"init_vector norm must be between {MIN_INIT_NORM:g} and {MAX_INIT_NORM:g}"
+            )
+        return init_vector
+
+
+def _basis(dim: int, index: int) -> list[float]:
+    return [1.0 if i == index else 0.0 for i in range(dim)]
+
+
+def _default_init_vector(dim: int) -> list[float]:
+    """0.6 e_1 + 0.8 e_dim: the paper's (0.6, 0.8) in dim 2, same angle to e_dim in any dim."""
+    vector = _basis(dim, 0)
+    vector[0], vector[-1] = 0.6, 0.8
+    return vector
+
+
+def _checked_norm(vector: list[float], dim: int | None, field: str) -> float:
+    if dim is not None and len(vector) != dim:
+        raise ValueError(f"{field} must have dim={dim} entries, got {len(vector)}")
+    norm = math.hypot(*vector)
+    if norm == 0:
+        raise ValueError(f"{field} must be nonzero")
+    return norm
+
+
+def parse_stored_spec(stored: dict) -> ExperimentSpec:
+    """Rebuild a spec the API stored (already normalised); the steps cap applied at submit."""
+    return ExperimentSpec.model_validate(stored, context={"max_steps": None})

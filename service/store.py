@@ -1,0 +1,112 @@
+"""Queries the API makes: experiments and their metrics."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from service.models import Experiment, ExperimentTag, MetricPoint, utcnow
+from service.schemas import ExperimentRead, Progress, Series
+from service.spec import ExperimentSpec
+
+
+def create_experiment(session: Session, spec: ExperimentSpec) -> Experiment:
+    """Store a validated spec as a queued experiment (the caller commits)."""
+    experiment = Experiment(
+        name=spec.name or "",
+        status="queued",
+        spec=spec.model_dump(mode="json"),
+        total_steps=spec.steps,
+        progress_step=0,
+    )
+    experiment.tag_rows = [ExperimentTag(position=i, tag=t) for i, t in enumerate(spec.tags)]
+    session.add(experiment)
+    session.flush()
+    if not spec.name:
+        experiment.name = f"experiment-{experiment.id}"
+    return experiment
+
+
+def list_experiments(
+    session: Session, *, status: str | None, tag: str | None, limit: int, offset: int
+) -> tuple[Sequence[Experiment], int]:
+    """A page of experiments, newest first, and the total count matching the filters."""
+    query = select(Experiment)
+    if status is not None:
+        query = query.where(Experiment.status == status)
+    if tag is not None:
+        tagged = select(ExperimentTag.experiment_id).where(ExperimentTag.tag == tag)
+        query = query.where(Experiment.id.in_(tagged))
+    count = session.scalar(select(func.count()).select_from(query.subquery()))
+    page = query.order_by(Experiment.created_at.desc(), Experiment.id.desc())
+    rows = session.scalars(page.limit(limit).offset(offset)).all()
+    return rows, count or 0
+
+
+def request_cancel(session: Session, experiment_id: int) -> bool:
+    """Cancel a queued run now, or flag a running one for its worker. False if already over."""
+    now = utcnow()
+    queued = (
+        update(Experiment)
+        .where(Experiment.id == experiment_id, Experiment.status == "queued")
+        .values(status="canceled", finished_at=now, cancel_requested=True)
+    )
+    if session.execute(queued).rowcount:
+        return True
+    running = (
+        update(Experiment)
+        .where(Experiment.id == experiment_id, Experiment.status == "running")
+        .values(cancel_requested=True)
+    )
+    return bool(session.execute(running).rowcount)
+
+
+def to_read(experiment: Experiment) -> ExperimentRead:
+    return ExperimentRead(
+        id=experiment.id,
+        name=experiment.name,
+        tags=experiment.tags,
+        status=experiment.status,
+        spec=experiment.spec,
+        progress=Progress(step=experiment.progress_step, total_steps=experiment.total_steps),
+        created_at=experiment.created_at,
+        started_at=experiment.started_at,
+        finished_at=experiment.finished_at,
+        error=experiment.error,
+        summary=experiment.summary,
+    )
+
+
+def read_series(
+    session: Session,
+    experiment_id: int,
+    name: str,
+    *,
+    start_step: int | None,
+    end_step: int | None,
+    max_points: int | None,
+) -> Series:
+    """One metric's points in [start_step, end_step], thinned to at most `max_points`."""
+    query = select(MetricPoint.step, MetricPoint.value).where(
+        MetricPoint.experiment_id == experiment_id, MetricPoint.name == name
+    )
+    if start_step is not None:
+        query = query.where(MetricPoint.step >= start_step)
+    if end_step is not None:
+        query = query.where(MetricPoint.step <= end_step)
+    rows = session.execute(query.order_by(MetricPoint.step)).all()
+    if max_points is not None and len(rows) > max_points:
+        rows = [rows[i] for i in _evenly_spaced(len(rows), max_points)]
+    return Series(
+        steps=[step for step, _ in rows],
+        values=[math.nan if value is None else value for _, value in rows],
+    )
+
+
+def _evenly_spaced(count: int, keep: int) -> list[int]:
+    """`keep` indices spread evenly over range(count), first and last included."""
+    return np.unique(np.linspace(0, count - 1, keep).round().astype(int)).tolist()

@@ -1,0 +1,1 @@
+"""dirconv's compute side: the engine (tensors) and the job loop (database)."""
