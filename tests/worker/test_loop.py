@@ -1,0 +1,98 @@
+"""The job loop against a real SQLite file, in this process."""
+
+import threading
+import time
+
+from sqlalchemy import func, select
+
+from service.models import MetricPoint
+from service.settings import Settings
+from worker.loop import Worker
+
+
+def _worker(db) -> Worker:
+    return Worker(db, Settings(flush_seconds=0.05, poll_seconds=0.05))
+
+
+def _wait_for(predicate, timeout: float = 10.0, interval: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("timed out waiting")
+
+
+def _point_count(db, experiment_id: int) -> int:
+    with db.connect() as connection:
+        query = select(func.count()).where(MetricPoint.experiment_id == experiment_id)
+        return connection.scalar(query)
+
+
+def test_worker_runs_a_queued_experiment_to_success(client, db):
+    experiment_id = client.post("/experiments", json={"depth": 2, "steps": 300}).json()["id"]
+    assert _worker(db).run_one()
+    experiment = client.get(f"/experiments/{experiment_id}").json()
+    assert experiment["status"] == "succeeded"
+    assert experiment["progress"] == {"step": 300, "total_steps": 300}
+    assert experiment["started_at"] <= experiment["finished_at"]
+    summary = experiment["summary"]
+    assert summary["steps"] == 300
+    assert 0 < summary["final_directional_error"] < 0.6325
+    assert summary["min_directional_error"] <= summary["final_directional_error"]
+    metrics = client.get(f"/experiments/{experiment_id}/metrics").json()["series"]
+    assert metrics["directional_error"]["steps"] == list(range(301))
+    assert metrics["directional_error"]["values"][-1] == summary["final_directional_error"]
+    assert _point_count(db, experiment_id) == 4 * 301
+
+
+def test_worker_takes_the_oldest_queued_first_and_reports_an_empty_queue(client, db):
+    first = client.post("/experiments", json={"steps": 5}).json()["id"]
+    second = client.post("/experiments", json={"steps": 5}).json()["id"]
+    worker = _worker(db)
+    assert worker.run_one()
+    assert client.get(f"/experiments/{first}").json()["status"] == "succeeded"
+    assert client.get(f"/experiments/{second}").json()["status"] == "queued"
+    assert worker.run_one() and not worker.run_one()
+
+
+def test_engine_failure_marks_the_run_failed_with_its_reason(client, db):
+    body = {"depth": 3, "lr": 1e30, "loss": "exponential", "steps": 100}
+    experiment_id = client.post("/experiments", json=body).json()["id"]
+    _worker(db).run_one()
+    experiment = client.get(f"/experiments/{experiment_id}").json()
+    assert experiment["status"] == "failed"
+    assert "diverged" in experiment["error"]
+    assert experiment["finished_at"] is not None
+
+
+def test_cancel_stops_a_running_run_within_a_second(client, db):
+    experiment_id = client.post("/experiments", json={"steps": 1_000_000}).json()["id"]
+    worker = _worker(db)
+    thread = threading.Thread(target=worker.run_one)
+    thread.start()
+    _wait_for(lambda: client.get(f"/experiments/{experiment_id}").json()["progress"]["step"])
+    asked = time.monotonic()
+    assert client.post(f"/experiments/{experiment_id}/cancel").status_code == 202
+    thread.join(timeout=5)
+    assert time.monotonic() - asked < 1.0
+    experiment = client.get(f"/experiments/{experiment_id}").json()
+    assert experiment["status"] == "canceled"
+    assert experiment["progress"]["step"] < 1_000_000
+    assert experiment["summary"]["steps"] == experiment["progress"]["step"]
+
+
+def test_stopping_the_worker_puts_its_run_back_in_the_queue(client, db):
+    experiment_id = client.post("/experiments", json={"steps": 1_000_000}).json()["id"]
+    worker = _worker(db)
+    thread = threading.Thread(target=worker.run_forever)
+    thread.start()
+    _wait_for(lambda: client.get(f"/experiments/{experiment_id}").json()["progress"]["step"])
+    worker.stop()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+    experiment = client.get(f"/experiments/{experiment_id}").json()
+    assert experiment["status"] == "queued"
+    assert experiment["progress"]["step"] == 0 and experiment["started_at"] is None
+    assert _point_count(db, experiment_id) == 0
