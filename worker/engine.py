@@ -9,10 +9,11 @@ so two chains of matrix-vector products give every layer's gradient, and s_0 = w
 
 from __future__ import annotations
 
+import io
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -29,11 +30,17 @@ class EngineError(RuntimeError):
 
 @dataclass
 class MetricBlock:
-    """Metrics logged in one block of steps; `step` is the number of updates done so far."""
+    """Metrics logged in one block of steps; `step` is the number of updates done so far.
+
+    `snapshot()` returns the run's state right after this block (opaque bytes): passed back to
+    `run(..., resume=...)`, training goes on from `step` exactly as it would have, and the
+    first metrics it logs are those of step `step`.
+    """
 
     steps: np.ndarray
     values: dict[str, np.ndarray]
     step: int
+    snapshot: Callable[[], bytes] = field(repr=False, default=lambda: b"")
 
 
 @dataclass
@@ -162,6 +169,20 @@ class Trainer:
         )
         self.step = 0
 
+    def snapshot(self) -> bytes:
+        """Parameters, data-stream state and step, as bytes."""
+        buffer = io.BytesIO()
+        layers = {f"layer_{i}": layer.cpu().numpy() for i, layer in enumerate(self.layers)}
+        np.savez(buffer, step=self.step, data_rng=self.data.get_state().numpy(), **layers)
+        return buffer.getvalue()
+
+    def restore(self, snapshot: bytes) -> None:
+        with np.load(io.BytesIO(snapshot)) as saved:
+            self.step = int(saved["step"])
+            self.data.set_state(torch.from_numpy(saved["data_rng"].copy()))
+            for i, layer in enumerate(self.layers):
+                layer.copy_(torch.from_numpy(saved[f"layer_{i}"]))
+
     def advance(self, count: int) -> MetricBlock:
         """Log metrics at step k and update, for k = step .. step+count-1 (the final step only
         logs). The loss logged at step k is the mean over the fresh batch at the k-th state."""
@@ -187,13 +208,19 @@ class Trainer:
         error, angle, norm, loss = table.T
         values = {"directional_error": error, "angle": angle, "loss": loss, "norm": norm}
         assert set(values) == set(METRIC_NAMES)
-        return MetricBlock(np.asarray(steps, dtype=np.int64), values, self.step)
+        return MetricBlock(np.asarray(steps, dtype=np.int64), values, self.step, self.snapshot)
 
 
-def run(spec: ExperimentSpec, on_block: Callable[[MetricBlock], bool]) -> RunResult:
-    """Train `spec` to the end, handing each block of metrics to `on_block`; a False from it
-    stops the run early. Raises EngineError if the parameters stop being finite."""
+def run(
+    spec: ExperimentSpec, on_block: Callable[[MetricBlock], bool], resume: bytes | None = None
+) -> RunResult:
+    """Train `spec` to the end (from a block's snapshot if `resume` is given), handing each
+    block of metrics to `on_block`; a False from it stops the run early. Raises EngineError if
+    the parameters stop being finite. After a resume, `final` and `min_directional_error`
+    cover only the steps run since."""
     trainer = Trainer(spec)
+    if resume is not None:
+        trainer.restore(resume)
     block_steps, final, min_error = 16, {}, math.inf
     while True:
         started = time.perf_counter()

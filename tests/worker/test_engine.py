@@ -158,3 +158,30 @@ def test_cuda_run_starts_from_the_cpu_state():
     cpu, _, _ = _collect(spec.model_copy(update={"device": "cpu"}))
     cuda, _, _ = _collect(spec.model_copy(update={"device": "cuda"}))
     assert cpu["directional_error"][0] == pytest.approx(cuda["directional_error"][0])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_resuming_from_a_snapshot_repeats_the_uninterrupted_run_exactly(dtype):
+    spec = ExperimentSpec(depth=3, steps=300, log_every=7, dtype=dtype)
+    whole, whole_steps, _ = _collect(spec)
+    snapshots = []
+
+    def stop_after_first_block(block):
+        snapshots.append((block.step, block.snapshot(), block.steps.tolist()))
+        return False
+
+    engine.run(spec, stop_after_first_block)
+    step, snapshot, first_steps = snapshots[0]
+    steps, values = list(first_steps), {name: [] for name in whole}
+
+    def on_block(block):
+        steps.extend(block.steps.tolist())
+        for name, series in block.values.items():
+            values[name].extend(series.tolist())
+        return True
+
+    engine.run(spec, on_block, resume=snapshot)
+    assert 0 < step < 300
+    assert steps == whole_steps.tolist()
+    for name in whole:
+        assert np.array_equal(whole[name][len(first_steps) :], np.array(values[name]))
