@@ -9,7 +9,16 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from service.settings import get_settings
 
@@ -22,7 +31,23 @@ MIN_INIT_NORM, MAX_INIT_NORM = 1e-12, 1e12
 
 DEFAULT_STEPS = 20_000
 
-METRIC_NAMES = ("directional_error", "angle", "loss", "norm")
+METRIC_NAMES = (
+    "directional_error",
+    "angle",
+    "loss",
+    "norm",
+    "balancedness",
+    "train_loss",
+    "train_accuracy",
+)
+"""Every metric a run may log; `train_*` only under `gd`."""
+
+LOGGED_METRICS = {
+    "sgd": METRIC_NAMES[:5],
+    "gd": METRIC_NAMES,
+    "flow": METRIC_NAMES[:5],
+}
+"""The metrics each optimizer logs (`flow`'s loss is the population loss)."""
 
 
 class ExperimentSpec(BaseModel):
@@ -38,11 +63,13 @@ class ExperimentSpec(BaseModel):
     distribution: Literal["uniform_sphere", "gaussian"] = "uniform_sphere"
     teacher: list[float] | None = Field(default=None, validate_default=True)
     loss: Literal["logistic", "exponential"] = "logistic"
-    optimizer: Literal["sgd"] = "sgd"
+    optimizer: Literal["sgd", "gd", "flow"] = "sgd"
     lr: float = Field(default=1e-3, gt=0)
     batch_size: int = Field(default=1000, ge=1, le=MAX_BATCH_SIZE)
+    n_samples: int = Field(default=1000, ge=1, le=MAX_BATCH_SIZE)
     steps: int = Field(default_factory=lambda: min(DEFAULT_STEPS, get_settings().max_steps), ge=1)
-    init: Literal["paper"] = "paper"
+    init: Literal["paper", "balanced", "gaussian"] = "paper"
+    init_scale: float = Field(default=1.0, gt=0, le=1e6)
     init_vector: list[float] | None = Field(default=None, validate_default=True)
     log_every: int = Field(default=1, ge=1, le=MAX_INT)
     seed: int = Field(default=0, ge=0, le=MAX_INT)
@@ -101,6 +128,62 @@ class ExperimentSpec(BaseModel):
             )
         return init_vector
 
+    @model_validator(mode="after")
+    def _fields_apply(self, info: ValidationInfo) -> ExperimentSpec:
+        """A field the user set that the chosen optimizer or init cannot honour is an error;
+        defaults of such fields are kept silently."""
+        if (info.context or {}).get("stored"):
+            return self
+        problems = [
+            (name, reason) for name, reason in _inapplicable(self) if name in self.model_fields_set
+        ]
+        if problems:
+            raise ValidationError.from_exception_data(
+                "ExperimentSpec",
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("not_applicable", reason),
+                        loc=(name,),
+                        input=getattr(self, name),
+                    )
+                    for name, reason in problems
+                ],
+            )
+        return self
+
+
+def _inapplicable(spec: ExperimentSpec) -> list[tuple[str, str]]:
+    """(field, why) for each field whose value this spec cannot honour if set explicitly."""
+    problems = []
+    if spec.optimizer != "gd":
+        problems.append(("n_samples", "n_samples applies only to optimizer 'gd'"))
+    if spec.optimizer != "sgd":
+        problems.append(
+            (
+                "batch_size",
+                f"optimizer '{spec.optimizer}' uses no mini-batches; batch_size "
+                "applies only to 'sgd'"
+                + (" (set n_samples instead)" if spec.optimizer == "gd" else ""),
+            )
+        )
+    if spec.init != "paper":
+        problems.append(("init_vector", "init_vector applies only to init 'paper'"))
+    if spec.init == "paper":
+        problems.append(("init_scale", "init_scale applies only to init 'balanced' or 'gaussian'"))
+    if spec.optimizer == "flow":
+        if spec.init == "gaussian":
+            problems.append(
+                (
+                    "init",
+                    "optimizer 'flow' follows balanced networks; init 'gaussian' is not balanced",
+                )
+            )
+        if spec.device == "cuda":
+            problems.append(("device", "optimizer 'flow' is integrated on the CPU"))
+        if spec.dtype == "float32":
+            problems.append(("dtype", "optimizer 'flow' is integrated in float64"))
+    return problems
+
 
 def _basis(dim: int, index: int) -> list[float]:
     return [1.0 if i == index else 0.0 for i in range(dim)]
@@ -124,4 +207,4 @@ def _checked_norm(vector: list[float], dim: int | None, field: str) -> float:
 
 def parse_stored_spec(stored: dict) -> ExperimentSpec:
     """Rebuild a spec the API stored (already normalised); the steps cap applied at submit."""
-    return ExperimentSpec.model_validate(stored, context={"max_steps": None})
+    return ExperimentSpec.model_validate(stored, context={"max_steps": None, "stored": True})

@@ -1,10 +1,16 @@
-"""Gradient training of a deep linear network on spherically symmetric data.
+"""Gradient training of deep linear networks on spherically symmetric data.
 
 Closed-form forward and backward passes, no autograd. With layers W_1 (width x dim), ...,
 W_N (1 x width), the end-to-end vector w = (W_N ... W_1)^T and f(x) = w . x. For a batch mean
 loss L = mean l(y w.x) with g = dL/dw = mean l'(y w.x) y x:
     dL/dW_i = s_i h_(i-1)^T,  s_i = (W_N ... W_(i+1))^T,  h_(i-1) = W_(i-1) ... W_1 g,
 so two chains of matrix-vector products give every layer's gradient, and s_0 = w.
+
+Runs are trained in groups (`Group`): members that share dim, dtype, device and data recipe
+step together in one compiled call (worker/kernels.py) on the CPU, or member by member with
+torch on CUDA. Data come from a counter-based stream (worker/rng.py) keyed by the seed, so a
+member's metrics do not depend on which group it ran in, and members that differ only in
+model or optimiser fields (depth, width, init, lr, loss) see the same batches.
 """
 
 from __future__ import annotations
@@ -18,10 +24,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from service.spec import METRIC_NAMES, ExperimentSpec
+from service.spec import LOGGED_METRICS, ExperimentSpec
+from worker import kernels
+from worker.rng import stream_key
 
 BLOCK_TARGET_SECONDS = 0.05
-MAX_BLOCK_STEPS = 1024
+MAX_BLOCK_STEPS = 4096
+INIT_SALT, DATA_SALT, SAMPLE_SALT = 1, 2, 3
 
 
 class EngineError(RuntimeError):
@@ -51,16 +60,6 @@ class RunResult:
     min_directional_error: float
 
 
-@dataclass
-class Problem:
-    """What the data and loss look like, as tensors on the run's device."""
-
-    teacher: torch.Tensor
-    distribution: str
-    loss: str
-    batch_size: int
-
-
 def resolve_device(requested: str) -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -69,41 +68,56 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-def stream_seeds(seed: int) -> tuple[int, int]:
-    """Independent seeds for the init draws and the data stream of one run."""
-    init_state, data_state = np.random.SeedSequence(seed).spawn(2)
-    return int(init_state.generate_state(1, np.uint64)[0] >> 1), int(
-        data_state.generate_state(1, np.uint64)[0] >> 1
-    )
+def group_key(spec: ExperimentSpec) -> tuple:
+    """Specs with equal keys can train together in one Group."""
+    return (
+        spec.optimizer, spec.dim, spec.dtype, spec.device, spec.distribution,
+        spec.batch_size, spec.n_samples, spec.steps, spec.log_every,
+    )  # fmt: skip
 
 
-def paper_init(spec: ExperimentSpec, generator: torch.Generator, **like) -> list[torch.Tensor]:
-    """W_N = c u_N^T, W_i = c u_(i+1) u_i^T with u_1 = w0/|w0|, c = |w0|^(1/N): balanced, and
-    its product is exactly w0 (for |w0| = 1 this is the paper's init verbatim)."""
-    w0 = torch.tensor(spec.init_vector, dtype=torch.float64)
-    scale = float(w0.norm()) ** (1.0 / spec.depth)
-    units = [w0 / w0.norm()] + [
-        _unit(torch.randn(spec.width, generator=generator, dtype=torch.float64))
-        for _ in range(spec.depth - 1)
-    ]
-    layers = [torch.outer(units[i + 1], units[i]) for i in range(spec.depth - 1)]
+def data_key(spec: ExperimentSpec) -> tuple:
+    """Members with equal data keys share one data stream (common random numbers)."""
+    return (spec.seed, tuple(spec.teacher))
+
+
+# -- initialisation ---------------------------------------------------------------------------
+
+
+def initial_layers(spec: ExperimentSpec) -> list[np.ndarray]:
+    """The layers W_1..W_N in float64, drawn from the seed's init stream."""
+    rng = np.random.default_rng(stream_key(spec.seed, INIT_SALT))
+    shapes = layer_shapes(spec.depth, spec.width, spec.dim)
+    if spec.init == "gaussian":
+        return [spec.init_scale * rng.standard_normal(shape) for shape in shapes]
+    if spec.init == "paper":
+        w0 = np.asarray(spec.init_vector, dtype=np.float64)
+    else:
+        w0 = spec.init_scale * _unit(rng.standard_normal(spec.dim))
+    return balanced_layers(w0, [_unit(rng.standard_normal(spec.width)) for _ in shapes[1:]])
+
+
+def layer_shapes(depth: int, width: int, dim: int) -> list[tuple[int, int]]:
+    if depth == 1:
+        return [(1, dim)]
+    return [(width, dim)] + [(width, width)] * (depth - 2) + [(1, width)]
+
+
+def balanced_layers(w0: np.ndarray, hidden_units: list[np.ndarray]) -> list[np.ndarray]:
+    """W_N = c u_N^T, W_i = c u_(i+1) u_i^T with u_1 = w0/|w0|, c = |w0|^(1/N): balanced, with
+    product exactly w0 (for |w0| = 1 and the paper's w0 this is the paper's init verbatim)."""
+    units = [_unit(w0), *hidden_units]
+    scale = float(np.linalg.norm(w0)) ** (1.0 / len(units))
+    layers = [np.outer(units[i + 1], units[i]) for i in range(len(units) - 1)]
     layers.append(units[-1].reshape(1, -1))
-    return [(scale * layer).to(**like) for layer in layers]
+    return [scale * layer for layer in layers]
 
 
-def _unit(vector: torch.Tensor) -> torch.Tensor:
-    return vector / vector.norm()
+def _unit(vector: np.ndarray) -> np.ndarray:
+    return vector / np.linalg.norm(vector)
 
 
-def sample_batch(
-    problem: Problem, dim: int, generator: torch.Generator, **like
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """x uniform on the unit sphere (or standard Gaussian), y = sign(v . x) in {-1, +1}."""
-    x = torch.randn(problem.batch_size, dim, generator=generator, **like)
-    if problem.distribution == "uniform_sphere":
-        x = x / x.norm(dim=1, keepdim=True)
-    y = torch.where(x @ problem.teacher >= 0, 1.0, -1.0).to(x.dtype)
-    return x, y
+# -- closed-form passes in torch (the CUDA path, and the reference for the kernels) ------------
 
 
 def end_to_end(layers: list[torch.Tensor]) -> torch.Tensor:
@@ -142,106 +156,219 @@ def loss_and_gradients(
     return values.mean(), grads, w
 
 
-def directional_metrics(w: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Directional error |w/|w| - v|, angle 2 asin(err/2) (exact for small angles), |w|."""
-    norm = w.norm()
-    error = (w / norm - teacher).norm()
-    angle = 2 * torch.asin(torch.clamp(error / 2, max=1.0))
-    return error, angle, norm
+# -- groups -----------------------------------------------------------------------------------
 
 
-class Trainer:
-    """One run's state: layers, data stream and the step counter."""
+class Group:
+    """Members that train together, all at the same step, on the CPU (numba kernels)."""
 
-    def __init__(self, spec: ExperimentSpec) -> None:
-        self.spec = spec
-        self.device = resolve_device(spec.device)
-        self.like = {"dtype": getattr(torch, spec.dtype), "device": self.device}
-        init_seed, data_seed = stream_seeds(spec.seed)
-        init_generator = torch.Generator().manual_seed(init_seed)
-        self.layers = paper_init(spec, init_generator, **self.like)
-        self.data = torch.Generator(device=self.device).manual_seed(data_seed)
-        self.problem = Problem(
-            teacher=torch.tensor(spec.teacher, **self.like),
-            distribution=spec.distribution,
-            loss=spec.loss,
-            batch_size=spec.batch_size,
+    def __init__(self, specs: list[ExperimentSpec], resumes: list[bytes | None]) -> None:
+        self.specs = specs
+        first = specs[0]
+        self.dtype = np.float32 if first.dtype == "float32" else np.float64
+        self.metric_names = LOGGED_METRICS[first.optimizer]
+        layers = [initial_layers(spec) for spec in specs]
+        for m, resume in enumerate(resumes):
+            if resume is not None:
+                layers[m] = _load_snapshot(resume)[1]
+        self.step = _common_step(resumes)
+        self._pack(layers)
+        self._make_streams(first)
+        self.active = np.ones(len(specs), dtype=np.bool_)
+        self.errors: list[str | None] = [None] * len(specs)
+
+    def _pack(self, layers: list[list[np.ndarray]]) -> None:
+        members, depth_max = len(layers), max(len(member) for member in layers)
+        self.depth = np.array([len(member) for member in layers], dtype=np.int64)
+        self.rows = np.zeros((members, depth_max), dtype=np.int64)
+        self.cols = np.zeros((members, depth_max), dtype=np.int64)
+        self.offset = np.zeros((members, depth_max), dtype=np.int64)
+        position = 0
+        for m, member in enumerate(layers):
+            for i, layer in enumerate(member):
+                self.rows[m, i], self.cols[m, i] = layer.shape
+                self.offset[m, i] = position
+                position += layer.size
+        self.params = np.empty(position, dtype=self.dtype)
+        for m, member in enumerate(layers):
+            for i, layer in enumerate(member):
+                self.params[self.offset[m, i] : self.offset[m, i] + layer.size] = layer.ravel()
+        self.lr = np.array([spec.lr for spec in self.specs], dtype=np.float64)
+        self.loss = np.array(
+            [kernels.LOGISTIC if s.loss == "logistic" else kernels.EXPONENTIAL for s in self.specs]
         )
-        self.step = 0
 
-    def snapshot(self) -> bytes:
-        """Parameters, data-stream state and step, as bytes."""
-        buffer = io.BytesIO()
-        layers = {f"layer_{i}": layer.cpu().numpy() for i, layer in enumerate(self.layers)}
-        np.savez(buffer, step=self.step, data_rng=self.data.get_state().numpy(), **layers)
-        return buffer.getvalue()
+    def _make_streams(self, first: ExperimentSpec) -> None:
+        streams: dict[tuple, int] = {}
+        self.stream_of = np.array(
+            [streams.setdefault(data_key(spec), len(streams)) for spec in self.specs]
+        )
+        salt = SAMPLE_SALT if first.optimizer == "gd" else DATA_SALT
+        by_stream = {index: key for key, index in streams.items()}
+        self.keys = np.array(
+            [stream_key(by_stream[s][0], salt) for s in range(len(streams))], dtype=np.uint64
+        )
+        self.teachers = np.array([by_stream[s][1] for s in range(len(streams))])
+        size = first.n_samples if first.optimizer == "gd" else first.batch_size
+        self.x = np.empty((len(streams), size, first.dim), dtype=self.dtype)
+        self.y = np.empty((len(streams), size), dtype=self.dtype)
+        self.distribution = (
+            kernels.UNIFORM_SPHERE if first.distribution == "uniform_sphere" else kernels.GAUSSIAN
+        )
+        self.resample = first.optimizer == "sgd"
+        if not self.resample:
+            for s in range(len(streams)):
+                kernels.fill_batch(
+                    self.x[s], self.y[s], self.teachers[s], self.keys[s], 0, self.distribution
+                )
 
-    def restore(self, snapshot: bytes) -> None:
-        with np.load(io.BytesIO(snapshot)) as saved:
-            self.step = int(saved["step"])
-            self.data.set_state(torch.from_numpy(saved["data_rng"].copy()))
-            for i, layer in enumerate(self.layers):
-                layer.copy_(torch.from_numpy(saved[f"layer_{i}"]))
+    def advance(self, count: int) -> list[MetricBlock]:
+        """Up to `count` iterations: log when due, then update (the final step only logs)."""
+        spec = self.specs[0]
+        out = np.full((count + 1, len(self.specs), len(kernels.COLUMNS)), np.nan)
+        out_steps = np.empty(count + 1, dtype=np.int64)
+        logged, self.step = kernels.train_block(
+            self.params, self.offset, self.rows, self.cols, self.depth, self.lr, self.loss,
+            self.active, self.stream_of, self.keys, self.teachers, self.x, self.y,
+            self.distribution, self.resample, self.step, count, spec.steps, spec.log_every,
+            out, out_steps,
+        )  # fmt: skip
+        self._check_finite()
+        steps = out_steps[:logged].copy()
+        return [self._block(m, steps, out[:logged, m]) for m in range(len(self.specs))]
 
-    def advance(self, count: int) -> MetricBlock:
-        """Log metrics at step k and update, for k = step .. step+count-1 (the final step only
-        logs). The loss logged at step k is the mean over the fresh batch at the k-th state."""
-        rows, steps = [], []
-        for _ in range(count):
-            x, y = sample_batch(self.problem, self.spec.dim, self.data, **self.like)
-            loss, grads, w = loss_and_gradients(self.layers, x, y, self.problem.loss)
-            if self._logs(self.step):
-                steps.append(self.step)
-                rows.append(torch.stack([*directional_metrics(w, self.problem.teacher), loss]))
-            if self.step == self.spec.steps:
-                break
-            for layer, grad in zip(self.layers, grads, strict=True):
-                layer.sub_(self.spec.lr * grad)
-            self.step += 1
-        return self._block(steps, rows)
+    def _block(self, m: int, steps: np.ndarray, table: np.ndarray) -> MetricBlock:
+        columns = dict(zip(kernels.COLUMNS, table.T, strict=True))
+        columns["train_loss"], columns["train_accuracy"] = columns["loss"], columns["accuracy"]
+        values = {name: np.ascontiguousarray(columns[name]) for name in self.metric_names}
+        return MetricBlock(steps, values, self.step, lambda: self.snapshot(m))
 
-    def _logs(self, step: int) -> bool:
-        return step % self.spec.log_every == 0 or step == self.spec.steps
+    def _check_finite(self) -> None:
+        for m in np.flatnonzero(self.active):
+            start = self.offset[m, 0]
+            end = (
+                self.offset[m, self.depth[m] - 1]
+                + self.rows[m, self.depth[m] - 1] * self.cols[m, self.depth[m] - 1]
+            )
+            if not np.isfinite(self.params[start:end]).all():
+                self.active[m] = False
+                self.errors[m] = (
+                    f"training diverged: parameters became non-finite by step {self.step};"
+                    " try a smaller lr"
+                )
 
-    def _block(self, steps: list[int], rows: list[torch.Tensor]) -> MetricBlock:
-        table = torch.stack(rows).to("cpu", torch.float64).numpy() if rows else np.empty((0, 4))
-        error, angle, norm, loss = table.T
-        values = {"directional_error": error, "angle": angle, "loss": loss, "norm": norm}
-        assert set(values) == set(METRIC_NAMES)
-        return MetricBlock(np.asarray(steps, dtype=np.int64), values, self.step, self.snapshot)
+    def layers(self, m: int) -> list[np.ndarray]:
+        return [
+            self.params[self.offset[m, i] : self.offset[m, i] + self.rows[m, i] * self.cols[m, i]]
+            .reshape(self.rows[m, i], self.cols[m, i])
+            .copy()
+            for i in range(self.depth[m])
+        ]
+
+    def snapshot(self, m: int) -> bytes:
+        return _save_snapshot(self.step, self.layers(m))
+
+
+def _save_snapshot(step: int, arrays: list[np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, step=step, **{f"array_{i}": array for i, array in enumerate(arrays)})
+    return buffer.getvalue()
+
+
+def _load_snapshot(snapshot: bytes) -> tuple[int, list[np.ndarray]]:
+    with np.load(io.BytesIO(snapshot)) as saved:
+        count = sum(name.startswith("array_") for name in saved.files)
+        return int(saved["step"]), [saved[f"array_{i}"] for i in range(count)]
+
+
+def _common_step(resumes: list[bytes | None]) -> int:
+    steps = {0 if resume is None else _load_snapshot(resume)[0] for resume in resumes}
+    if len(steps) != 1:
+        raise ValueError("members of a group must resume from the same step")
+    return steps.pop()
+
+
+# -- driving a run ----------------------------------------------------------------------------
+
+
+def make_group(specs: list[ExperimentSpec], resumes: list[bytes | None] | None = None):
+    """The trainer for `specs` (equal group keys): numba on the CPU, torch on CUDA, or the
+    population flow."""
+    resumes = resumes or [None] * len(specs)
+    if len({group_key(spec) for spec in specs}) != 1:
+        raise ValueError("specs with different group keys cannot train together")
+    if specs[0].optimizer == "flow":
+        from worker.flow import FlowGroup
+
+        return FlowGroup(specs, resumes)
+    if resolve_device(specs[0].device).type == "cuda":
+        from worker.torch_group import TorchGroup
+
+        return TorchGroup(specs, resumes)
+    return Group(specs, resumes)
+
+
+def run_group(
+    specs: list[ExperimentSpec],
+    on_block: Callable[[int, MetricBlock], bool],
+    resumes: list[bytes | None] | None = None,
+) -> list[RunResult | EngineError]:
+    """Train `specs` together to the end; `on_block(m, block)` gets member m's metrics after
+    each block and returns False to stop that member. Returns each member's result, or the
+    EngineError that ended it."""
+    group = make_group(specs, resumes)
+    tracker = [_Tracker() for _ in specs]
+    outcome: list[RunResult | EngineError | None] = [None] * len(specs)
+    block_steps, total = 16, specs[0].steps
+    while any(result is None for result in outcome):
+        started = time.perf_counter()
+        blocks = group.advance(min(block_steps, total - group.step + 1))
+        for m, block in enumerate(blocks):
+            if outcome[m] is None:
+                outcome[m] = _after_block(group, m, block, tracker[m], on_block, total)
+        if time.perf_counter() - started < BLOCK_TARGET_SECONDS:
+            block_steps = min(2 * block_steps, MAX_BLOCK_STEPS)
+    return outcome
+
+
+def _after_block(group, m, block, tracker, on_block, total) -> RunResult | EngineError | None:
+    tracker.add(block)
+    keep_going = on_block(m, block)
+    if group.errors[m] is not None:
+        return EngineError(group.errors[m])
+    finished = block.step == total and block.steps[-1:].tolist() == [total]
+    if finished or not keep_going:
+        group.active[m] = False
+        return tracker.result(finished, block.step)
+    return None
+
+
+class _Tracker:
+    """The last logged values and the smallest directional error of one member."""
+
+    def __init__(self) -> None:
+        self.final: dict[str, float] = {}
+        self.min_error = math.inf
+
+    def add(self, block: MetricBlock) -> None:
+        if len(block.steps):
+            self.final = {name: float(values[-1]) for name, values in block.values.items()}
+            errors = block.values["directional_error"]
+            self.min_error = min(
+                self.min_error, float(errors[np.isfinite(errors)].min(initial=math.inf))
+            )
+
+    def result(self, completed: bool, step: int) -> RunResult:
+        return RunResult(completed, step, self.final, self.min_error)
 
 
 def run(
     spec: ExperimentSpec, on_block: Callable[[MetricBlock], bool], resume: bytes | None = None
 ) -> RunResult:
-    """Train `spec` to the end (from a block's snapshot if `resume` is given), handing each
-    block of metrics to `on_block`; a False from it stops the run early. Raises EngineError if
-    the parameters stop being finite. After a resume, `final` and `min_directional_error`
-    cover only the steps run since."""
-    trainer = Trainer(spec)
-    if resume is not None:
-        trainer.restore(resume)
-    block_steps, final, min_error = 16, {}, math.inf
-    while True:
-        started = time.perf_counter()
-        block = trainer.advance(min(block_steps, spec.steps - trainer.step + 1))
-        if len(block.steps):
-            final = {name: float(values[-1]) for name, values in block.values.items()}
-            errors = block.values["directional_error"]
-            min_error = min(min_error, float(errors[np.isfinite(errors)].min(initial=math.inf)))
-        keep_going = on_block(block)
-        _check_finite(trainer, block)
-        if trainer.step == spec.steps and block.steps[-1:].tolist() == [spec.steps]:
-            return RunResult(True, trainer.step, final, min_error)
-        if not keep_going:
-            return RunResult(False, trainer.step, final, min_error)
-        if time.perf_counter() - started < BLOCK_TARGET_SECONDS:
-            block_steps = min(2 * block_steps, MAX_BLOCK_STEPS)
-
-
-def _check_finite(trainer: Trainer, block: MetricBlock) -> None:
-    if not all(bool(torch.isfinite(layer).all()) for layer in trainer.layers):
-        raise EngineError(
-            f"training diverged: parameters became non-finite by step {trainer.step};"
-            " try a smaller lr"
-        )
+    """Train one run (from a block's snapshot if `resume` is given); a False from `on_block`
+    stops it early. Raises EngineError if the run cannot go on. After a resume, `final` and
+    `min_directional_error` cover only the steps run since."""
+    (outcome,) = run_group([spec], lambda _m, block: on_block(block), [resume])
+    if isinstance(outcome, EngineError):
+        raise outcome
+    return outcome

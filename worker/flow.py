@@ -2,35 +2,38 @@
 
 For balanced layers the end-to-end vector follows
     dw/dt = -|w|^(2 - 2/N) (g + (N - 1) P_w g),  g = grad_w E[l(y w.x)],  P_w = w w^T / |w|^2,
-with t = lr x step. For x uniform on the circle (dim 2) the expectation is an integral over the
-angle phi of x; on each half circle the label y is constant and the integrand is smooth, so a
-composite Gauss-Legendre rule on each half is accurate to near machine precision.
+with t = lr x step.
+
+The expectation. g lies in the plane of w and the teacher v, so only the projection of x on
+that plane matters: x's coordinates there are r (cos phi, sin phi) with phi uniform and r
+independent of phi. In dim 2 on the sphere r = 1; on the sphere in dim d >= 3, r has density
+proportional to r (1 - r^2)^((d-4)/2) on [0, 1]; for Gaussian data r is Rayleigh. The label
+y = sign(v.x) depends on phi alone, so on each half circle it is constant and the integrand is
+smooth: composite Gauss-Legendre in phi, split where y flips, and in r Gauss-Jacobi (sphere,
+absorbing the endpoint weights) or composite Gauss-Legendre on [0, 12] (Gaussian; the tail
+beyond holds e^-72 of the mass). The ODE is integrated with DOP853 at rtol 1e-10, atol 1e-13.
 """
 
 from __future__ import annotations
 
+import io
+from functools import lru_cache
+
 import numpy as np
 from scipy.integrate import solve_ivp
-from scipy.special import expit
+from scipy.special import expit, roots_jacobi, roots_legendre
 
-PANELS_PER_HALF = 64
-NODES_PER_PANEL = 16
+PHI_PANELS_PER_HALF = 32
+PHI_NODES = 16
+RADIAL_NODES = 48
+GAUSSIAN_RADIUS = 12.0
 RTOL, ATOL = 1e-10, 1e-13
 
 
-def _circle_rule(teacher: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Points x on the unit circle, their labels y and quadrature weights (summing to 1)."""
-    nodes, weights = np.polynomial.legendre.leggauss(NODES_PER_PANEL)
-    edges = np.linspace(0.0, 2 * np.pi, 2 * PANELS_PER_HALF + 1)
-    half_width = (edges[1] - edges[0]) / 2
-    centres = (edges[:-1] + edges[1:]) / 2
-    # Start the first half circle where v.x changes sign, so no panel straddles a label flip.
-    start = np.arctan2(teacher[1], teacher[0]) - np.pi / 2
-    phi = (start + centres[:, None] + half_width * nodes[None, :]).ravel()
-    w = np.tile(weights * half_width / (2 * np.pi), len(centres))
-    x = np.stack([np.cos(phi), np.sin(phi)], axis=1)
-    y = np.where(np.arange(len(phi)) < len(phi) // 2, 1.0, -1.0)
-    return x, y, w
+def loss_value(margins: np.ndarray, loss: str) -> np.ndarray:
+    if loss == "logistic":
+        return np.logaddexp(0.0, -margins)
+    return np.exp(-margins)
 
 
 def loss_slope(margins: np.ndarray, loss: str) -> np.ndarray:
@@ -38,26 +41,99 @@ def loss_slope(margins: np.ndarray, loss: str) -> np.ndarray:
     return -expit(-margins) if loss == "logistic" else -np.exp(-margins)
 
 
-def population_gradient(w: np.ndarray, teacher: np.ndarray, loss: str) -> np.ndarray:
-    """g = E[l'(y w.x) y x] for x uniform on the unit circle, y = sign(v.x)."""
-    x, y, weights = _circle_rule(teacher)
-    return x.T @ (weights * loss_slope(y * (x @ w), loss) * y)
+@lru_cache(maxsize=8)
+def _angle_rule() -> tuple[np.ndarray, np.ndarray]:
+    """Angles in (0, 2 pi) relative to the first label flip, and weights summing to 1."""
+    nodes, weights = roots_legendre(PHI_NODES)
+    edges = np.linspace(0.0, 2 * np.pi, 2 * PHI_PANELS_PER_HALF + 1)
+    half = (edges[1] - edges[0]) / 2
+    centres = (edges[:-1] + edges[1:]) / 2
+    phi = (centres[:, None] + half * nodes[None, :]).ravel()
+    return phi, np.tile(weights * half / (2 * np.pi), len(centres))
 
 
-def flow_velocity(w: np.ndarray, depth: int, teacher: np.ndarray, loss: str) -> np.ndarray:
-    g = population_gradient(w, teacher, loss)
+@lru_cache(maxsize=64)
+def radial_rule(dim: int, distribution: str) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes r and weights (summing to 1) for the length of x's projection on a plane."""
+    if distribution == "uniform_sphere" and dim == 2:
+        return np.ones(1), np.ones(1)
+    if distribution == "uniform_sphere":
+        alpha = (dim - 4) / 2
+        t, weights = roots_jacobi(RADIAL_NODES, alpha, 1.0)
+        r = (1 + t) / 2
+        weights = weights * (1 + r) ** alpha
+        return r, weights / weights.sum()
+    nodes, base = roots_legendre(16)
+    edges = np.linspace(0.0, GAUSSIAN_RADIUS, RADIAL_NODES // 16 * 4 + 1)
+    half = (edges[1] - edges[0]) / 2
+    r = ((edges[:-1] + edges[1:])[:, None] / 2 + half * nodes[None, :]).ravel()
+    weights = np.tile(base * half, len(edges) - 1) * r * np.exp(-(r**2) / 2)
+    return r, weights / weights.sum()
+
+
+def _plane(w: np.ndarray, teacher: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Orthonormal e1 = w/|w|, e2 in span(w, v), and v's coordinates (v1, v2 >= 0)."""
+    e1 = w / np.linalg.norm(w)
+    v1 = float(teacher @ e1)
+    rest = teacher - v1 * e1
+    v2 = float(np.linalg.norm(rest))
+    if v2 > 1e-15:
+        e2 = rest / v2
+    else:
+        e2 = np.zeros_like(w)
+        e2[int(np.argmin(np.abs(e1)))] = 1.0
+        e2 -= (e2 @ e1) * e1
+        e2 /= np.linalg.norm(e2)
+    return e1, e2, v1, v2
+
+
+def _samples(w, teacher, dim, distribution):
+    """Plane coordinates (a, b) of the quadrature points, labels, weights, e1, e2."""
+    e1, e2, v1, v2 = _plane(w, teacher)
+    phi, phi_weights = _angle_rule()
+    phi = phi + np.arctan2(v2, v1) - np.pi / 2  # the label flips at phi = 0 and pi
+    y = np.where(phi - (np.arctan2(v2, v1) - np.pi / 2) < np.pi, 1.0, -1.0)
+    r, r_weights = radial_rule(dim, distribution)
+    a = np.outer(r, np.cos(phi))
+    b = np.outer(r, np.sin(phi))
+    return a, b, y[None, :], np.outer(r_weights, phi_weights), e1, e2
+
+
+def population_gradient(
+    w: np.ndarray, teacher: np.ndarray, loss: str, dim: int | None = None,
+    distribution: str = "uniform_sphere",
+) -> np.ndarray:  # fmt: skip
+    """g = E[l'(y w.x) y x], y = sign(v.x), for x uniform on the sphere or standard normal."""
+    a, b, y, weights, e1, e2 = _samples(w, teacher, dim or len(w), distribution)
+    factor = weights * loss_slope(y * np.linalg.norm(w) * a, loss) * y
+    return float((factor * a).sum()) * e1 + float((factor * b).sum()) * e2
+
+
+def population_loss(
+    w: np.ndarray, teacher: np.ndarray, loss: str, dim: int | None = None,
+    distribution: str = "uniform_sphere",
+) -> float:  # fmt: skip
+    a, _b, y, weights, _e1, _e2 = _samples(w, teacher, dim or len(w), distribution)
+    return float((weights * loss_value(y * np.linalg.norm(w) * a, loss)).sum())
+
+
+def flow_velocity(
+    w: np.ndarray, depth: int, teacher: np.ndarray, loss: str, distribution: str = "uniform_sphere"
+) -> np.ndarray:
+    g = population_gradient(w, teacher, loss, len(w), distribution)
     norm_sq = float(w @ w)
     projected = w * (w @ g) / norm_sq
     return -(norm_sq ** (1.0 - 1.0 / depth)) * (g + (depth - 1) * projected)
 
 
 def integrate_flow(
-    w0: np.ndarray, depth: int, teacher: np.ndarray, loss: str, times: np.ndarray
-) -> np.ndarray:
-    """w(t) at each of `times` (increasing, from 0), integrated with DOP853 to rtol 1e-10."""
+    w0: np.ndarray, depth: int, teacher: np.ndarray, loss: str, times: np.ndarray,
+    distribution: str = "uniform_sphere",
+) -> np.ndarray:  # fmt: skip
+    """w(t) at each of `times` (increasing, from times[0] where w = w0)."""
     solution = solve_ivp(
-        lambda _t, w: flow_velocity(w, depth, teacher, loss),
-        (0.0, float(times[-1])),
+        lambda _t, w: flow_velocity(w, depth, teacher, loss, distribution),
+        (float(times[0]), float(times[-1])),
         np.asarray(w0, dtype=np.float64),
         method="DOP853",
         t_eval=times,
@@ -72,3 +148,71 @@ def integrate_flow(
 def directional_error(w: np.ndarray, teacher: np.ndarray) -> np.ndarray:
     """|w/|w| - v| row by row."""
     return np.linalg.norm(w / np.linalg.norm(w, axis=-1, keepdims=True) - teacher, axis=-1)
+
+
+class FlowGroup:
+    """Flow runs with the interface of engine.Group: w(t) at t = lr x step, in float64."""
+
+    metric_names = ("directional_error", "angle", "loss", "norm", "balancedness")
+
+    def __init__(self, specs, resumes) -> None:
+        from worker.engine import _common_step, initial_layers
+
+        self.specs = specs
+        self.step = _common_step(resumes)
+        self.w = [
+            _start(spec, resume, initial_layers)
+            for spec, resume in zip(specs, resumes, strict=True)
+        ]
+        self.active = np.ones(len(specs), dtype=np.bool_)
+        self.errors: list[str | None] = [None] * len(specs)
+
+    def advance(self, count: int) -> list:
+        spec = self.specs[0]
+        last = min(self.step + count, spec.steps)
+        iterated = np.arange(self.step, min(self.step + count, spec.steps + 1))
+        logged = iterated[(iterated % spec.log_every == 0) | (iterated == spec.steps)]
+        blocks = []
+        for m, member in enumerate(self.specs):
+            blocks.append(self._advance_member(m, member, logged, last))
+        self.step = last
+        return blocks
+
+    def _advance_member(self, m, spec, logged, last):
+        from worker.engine import MetricBlock
+
+        values = {name: np.full(len(logged), np.nan) for name in self.metric_names}
+        if self.active[m]:
+            times = np.unique(np.concatenate([[self.step], logged, [last]])) * spec.lr
+            path = integrate_flow(self.w[m], spec.depth, np.array(spec.teacher), spec.loss,
+                                  times, spec.distribution)  # fmt: skip
+            at = {round(t / spec.lr): w for t, w in zip(times, path, strict=True)}
+            self._fill(values, spec, [at[int(k)] for k in logged])
+            self.w[m] = path[-1]
+        return MetricBlock(logged.copy(), values, last, lambda: self.snapshot(m))
+
+    def _fill(self, values, spec, ws) -> None:
+        teacher = np.array(spec.teacher)
+        for i, w in enumerate(ws):
+            error = float(directional_error(w, teacher))
+            values["directional_error"][i] = error
+            values["angle"][i] = 2 * np.arcsin(min(error / 2, 1.0))
+            values["norm"][i] = float(np.linalg.norm(w))
+            values["loss"][i] = population_loss(w, teacher, spec.loss, spec.dim, spec.distribution)
+            values["balancedness"][i] = 0.0
+
+    def snapshot(self, m: int) -> bytes:
+        buffer = io.BytesIO()
+        np.savez(buffer, step=self.step, array_0=self.w[m])
+        return buffer.getvalue()
+
+
+def _start(spec, resume, initial_layers) -> np.ndarray:
+    if resume is not None:
+        with np.load(io.BytesIO(resume)) as saved:
+            return saved["array_0"].copy()
+    layers = initial_layers(spec)
+    product = layers[0].T
+    for layer in layers[1:]:
+        product = product @ layer.T
+    return product[:, 0]

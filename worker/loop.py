@@ -10,15 +10,17 @@ import threading
 import time
 import uuid
 
+import numpy as np
 import torch
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from service.settings import Settings
-from service.spec import parse_stored_spec
+from service.spec import ExperimentSpec, parse_stored_spec
 from worker import engine as training
 from worker import queue
 from worker.engine import EngineError, MetricBlock, RunResult
+from worker.summary import summarize
 
 log = logging.getLogger("dirconv.worker")
 
@@ -32,8 +34,10 @@ class MetricBuffer:
         self.last_flush = time.monotonic()
         self.cancel_requested = False
         self.step = 0
+        self.error_series: list[tuple[np.ndarray, np.ndarray]] = []
 
     def add(self, block: MetricBlock) -> None:
+        self.error_series.append((block.steps, block.values["directional_error"]))
         steps = block.steps.tolist()
         for name, values in block.values.items():
             self.points.extend(zip([name] * len(steps), steps, values.tolist(), strict=True))
@@ -98,27 +102,37 @@ class Worker:
             log.warning("event=failed experiment=%d error=%r", claimed.id, str(exc)[:200])
             queue.finish(self.db, claimed.id, "failed", error=str(exc))
             return
-        self._record_end(claimed.id, result, buffer.cancel_requested)
+        self._record_end(claimed.id, spec, result, buffer)
 
-    def _record_end(self, experiment_id: int, result: RunResult, canceled: bool) -> None:
-        if result.completed:
-            queue.finish(self.db, experiment_id, "succeeded", summary=_summary(result))
-        elif canceled:
-            queue.finish(self.db, experiment_id, "canceled", summary=_summary(result))
+    def _record_end(
+        self, experiment_id: int, spec: ExperimentSpec, result: RunResult, buffer: MetricBuffer
+    ) -> None:
+        if result.completed or buffer.cancel_requested:
+            status = "succeeded" if result.completed else "canceled"
+            summary = _summary(spec, result, buffer.error_series)
+            queue.finish(self.db, experiment_id, status, summary=summary)
         else:
             queue.requeue(self.db, experiment_id)
         log.info("event=ended experiment=%d completed=%s", experiment_id, result.completed)
 
 
-def _summary(result: RunResult) -> dict:
+def _summary(
+    spec: ExperimentSpec, result: RunResult, error_series: list[tuple[np.ndarray, np.ndarray]]
+) -> dict:
+    steps = np.concatenate([steps for steps, _ in error_series])
+    errors = np.concatenate([errors for _, errors in error_series])
     summary = {
         "steps": result.steps_done,
         **{f"final_{name}": value for name, value in result.final.items()},
-        "min_directional_error": result.min_directional_error,
+        **summarize(steps, errors, spec.lr, spec.optimizer),
     }
-    # JSON columns (PostgreSQL's above all) take no NaN: store the API's spelling of it.
-    return {key: value if math.isfinite(value) else _spell(value) for key, value in summary.items()}
+    return _json_safe(summary)
 
 
-def _spell(value: float) -> str:
-    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+def _json_safe(value):  # noqa: ANN001, ANN202
+    """JSON columns (PostgreSQL's above all) take no NaN: store the API's spelling of it."""
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return value

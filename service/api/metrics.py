@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query
 from service import store
 from service.api.deps import ReadSession, get_experiment_or_404, invalid
 from service.schemas import MetricsRead
-from service.spec import MAX_INT, METRIC_NAMES
+from service.spec import LOGGED_METRICS, MAX_INT, METRIC_NAMES
 
 router = APIRouter(prefix="/experiments", tags=["metrics"])
 
@@ -27,7 +27,8 @@ def read_metrics(
     chosen = _parse_names(names)
     if start_step is not None and end_step is not None and end_step < start_step:
         raise invalid(("query", "end_step"), "end_step must not be below start_step")
-    get_experiment_or_404(session, experiment_id)
+    experiment = get_experiment_or_404(session, experiment_id)
+    chosen = chosen or list(LOGGED_METRICS[experiment.spec["optimizer"]])
     series = {
         name: store.read_series(
             session,
@@ -42,9 +43,10 @@ def read_metrics(
     return MetricsRead(experiment_id=experiment_id, series=series)
 
 
-def _parse_names(names: str | None) -> list[str]:
+def _parse_names(names: str | None) -> list[str] | None:
+    """The metric names asked for; None means those the run logs."""
     if names is None:
-        return list(METRIC_NAMES)
+        return None
     chosen = list(dict.fromkeys(n.strip() for n in names.split(",") if n.strip()))
     unknown = [n for n in chosen if n not in METRIC_NAMES]
     if unknown or not chosen:

@@ -139,7 +139,7 @@ def test_metrics_range_and_thinning(client, db):
     url = f"/experiments/{experiment_id}/metrics"
     full = client.get(url).json()
     assert full["experiment_id"] == experiment_id
-    assert set(full["series"]) == {"directional_error", "angle", "loss", "norm"}
+    assert set(full["series"]) == {"directional_error", "angle", "loss", "norm", "balancedness"}
     assert full["series"]["directional_error"]["steps"] == list(range(101))
     assert full["series"]["loss"] == {"steps": [], "values": []}
     ranged = client.get(

@@ -3,11 +3,13 @@ import math
 
 import numpy as np
 import pytest
+import scipy.stats
 import torch
 
 from service.spec import ExperimentSpec
-from worker import engine
-from worker.engine import EngineError, Problem, Trainer
+from worker import engine, kernels
+from worker.engine import EngineError
+from worker.torch_group import TorchGroup
 
 
 def _autograd_loss_and_grads(layers, x, y, loss):
@@ -38,48 +40,109 @@ CASES = list(
 @pytest.mark.parametrize(("depth", "width", "dim", "loss", "distribution"), CASES)
 def test_closed_form_gradients_match_autograd(depth, width, dim, loss, distribution):
     generator = torch.Generator().manual_seed(depth * 100 + width * 10 + dim)
-    shapes = [(width, dim)] + [(width, width)] * (depth - 2) + [(1, width)]
-    if depth == 1:
-        shapes = [(1, dim)]
+    shapes = engine.layer_shapes(depth, width, dim)
     layers = [torch.randn(*s, generator=generator, dtype=torch.float64) * 0.7 for s in shapes]
-    teacher = torch.nn.functional.normalize(
-        torch.randn(dim, generator=generator, dtype=torch.float64), dim=0
-    )
-    problem = Problem(teacher, distribution, loss, batch_size=64)
-    x, y = engine.sample_batch(problem, dim, generator, dtype=torch.float64)
+    x = torch.randn(64, dim, generator=generator, dtype=torch.float64)
+    if distribution == "uniform_sphere":
+        x = x / x.norm(dim=1, keepdim=True)
+    y = torch.where(x[:, 0] >= 0, 1.0, -1.0).to(torch.float64)
     value, grads, w = engine.loss_and_gradients(layers, x, y, loss)
     expected_value, expected_grads = _autograd_loss_and_grads(layers, x, y, loss)
     assert torch.allclose(value, expected_value, rtol=1e-12, atol=0)
     for grad, expected in zip(grads, expected_grads, strict=True):
-        scale = expected.abs().max()
-        assert (grad - expected).abs().max() <= 1e-6 * scale
+        assert (grad - expected).abs().max() <= 1e-6 * expected.abs().max()
     product = layers[0].T
     for layer in layers[1:]:
         product = product @ layer.T
     assert torch.allclose(w, product.squeeze(1), rtol=1e-12)
 
 
+KERNEL_CASES = [
+    {"depth": 1},
+    {"depth": 4},
+    {"depth": 3, "width": 5, "dim": 3, "loss": "exponential"},
+    {"depth": 2, "dim": 4, "distribution": "gaussian", "init": "gaussian", "init_scale": 0.5},
+    {"depth": 5, "width": 1, "init": "balanced", "init_scale": 2.0},
+    {"depth": 2, "optimizer": "gd", "n_samples": 64, "dim": 3},
+]
+
+
+@pytest.mark.parametrize("fields", KERNEL_CASES)
+def test_numba_kernels_match_the_torch_closed_form(fields):
+    spec = ExperimentSpec(steps=40, log_every=7, dtype="float64", **fields)
+    kernel = engine.Group([spec], [None]).advance(50)[0]
+    reference = TorchGroup([spec], [None], device=torch.device("cpu")).advance(50)[0]
+    assert kernel.steps.tolist() == reference.steps.tolist() == [0, 7, 14, 21, 28, 35, 40]
+    assert set(kernel.values) == set(reference.values)
+    for name, values in kernel.values.items():
+        assert np.allclose(values, reference.values[name], rtol=1e-12, atol=1e-14), name
+
+
+def test_float32_kernels_agree_with_torch_to_float_tolerance():
+    spec = ExperimentSpec(depth=3, steps=200, log_every=50)
+    kernel = engine.Group([spec], [None]).advance(300)[0]
+    reference = TorchGroup([spec], [None], device=torch.device("cpu")).advance(300)[0]
+    for name, values in kernel.values.items():
+        assert np.allclose(values, reference.values[name], rtol=1e-5, atol=1e-6), name
+
+
 @pytest.mark.parametrize("depth", [1, 2, 4, 7])
 @pytest.mark.parametrize("init_vector", [[0.6, 0.8], [3.0, -1.0]])
 def test_paper_init_is_balanced_with_the_requested_product(depth, init_vector):
     spec = ExperimentSpec(depth=depth, width=5, init_vector=init_vector)
-    layers = engine.paper_init(spec, torch.Generator().manual_seed(1), dtype=torch.float64)
+    layers = [torch.from_numpy(a) for a in engine.initial_layers(spec)]
     assert engine.end_to_end(layers).tolist() == pytest.approx(init_vector, rel=1e-12)
-    assert [tuple(layer.shape) for layer in layers][:1] == [(1 if depth == 1 else 5, 2)]
-    assert tuple(layers[-1].shape) == ((1, 2) if depth == 1 else (1, 5))
+    assert [tuple(layer.shape) for layer in layers] == engine.layer_shapes(depth, 5, 2)
     for lower, upper in itertools.pairwise(layers):
         assert torch.allclose(upper.T @ upper, lower @ lower.T, atol=1e-12)
 
 
-def test_uniform_sphere_samples_are_unit_and_labels_follow_the_teacher():
-    problem = Problem(torch.tensor([0.6, 0.8]), "uniform_sphere", "logistic", batch_size=4000)
-    x, y = engine.sample_batch(problem, 2, torch.Generator().manual_seed(0))
-    assert torch.allclose(x.norm(dim=1), torch.ones(4000))
-    assert torch.equal(y, torch.where(x @ problem.teacher >= 0, 1.0, -1.0))
-    assert abs(float(y.mean())) < 0.05
-    angles = torch.atan2(x[:, 1], x[:, 0])
-    counts = torch.histc(angles, bins=8, min=-math.pi, max=math.pi)
-    assert counts.min() > 400
+def test_balanced_init_has_the_requested_scale_and_gaussian_init_its_spread():
+    balanced = ExperimentSpec(depth=3, init="balanced", init_scale=2.5, seed=4)
+    w = engine.end_to_end([torch.from_numpy(a) for a in engine.initial_layers(balanced)])
+    assert float(w.norm()) == pytest.approx(2.5, rel=1e-12)
+    gaussian = ExperimentSpec(depth=2, width=400, init="gaussian", init_scale=0.3)
+    entries = np.concatenate([a.ravel() for a in engine.initial_layers(gaussian)])
+    assert entries.std() == pytest.approx(0.3, rel=0.05)
+
+
+def _batch(dim, distribution, size=20_000, teacher=None):
+    teacher = np.asarray(teacher if teacher is not None else np.eye(dim)[-1], dtype=np.float64)
+    x, y = np.empty((size, dim)), np.empty(size)
+    kernels.fill_batch(x, y, teacher, np.uint64(12345), 3, DISTRIBUTIONS[distribution])
+    return x, y, teacher
+
+
+DISTRIBUTIONS = {"uniform_sphere": kernels.UNIFORM_SPHERE, "gaussian": kernels.GAUSSIAN}
+
+
+@pytest.mark.parametrize("dim", [2, 3, 6])
+def test_sphere_samples_are_unit_and_uniform(dim):
+    x, y, teacher = _batch(dim, "uniform_sphere")
+    assert np.allclose(np.linalg.norm(x, axis=1), 1.0)
+    assert np.array_equal(y, np.where(x @ teacher >= 0, 1.0, -1.0))
+    # Each coordinate of a uniform point on S^(d-1) has mean 0 and variance 1/d.
+    assert np.abs(x.mean(axis=0)).max() < 0.02
+    assert np.allclose(x.var(axis=0), 1 / dim, rtol=0.05)
+    if dim == 2:
+        angles = np.arctan2(x[:, 1], x[:, 0])
+        assert scipy.stats.kstest(angles, scipy.stats.uniform(-np.pi, 2 * np.pi).cdf).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("dim", [2, 5])
+def test_gaussian_samples_are_standard_normal(dim):
+    x, _y, _teacher = _batch(dim, "gaussian")
+    assert np.abs(x.mean(axis=0)).max() < 0.03
+    assert np.allclose(np.cov(x.T), np.eye(dim), atol=0.04)
+    assert scipy.stats.kstest(x[:, 0], "norm").pvalue > 1e-3
+
+
+def test_batches_differ_by_step_and_repeat_by_key():
+    first, _, _ = _batch(2, "uniform_sphere", 100)
+    again, _, _ = _batch(2, "uniform_sphere", 100)
+    other = np.empty((100, 2))
+    kernels.fill_batch(other, np.empty(100), np.array([0.0, 1.0]), np.uint64(12345), 4, 0)
+    assert np.array_equal(first, again) and not np.array_equal(first, other)
 
 
 def _collect(spec: ExperimentSpec) -> tuple[dict[str, np.ndarray], np.ndarray, engine.RunResult]:
@@ -115,17 +178,6 @@ def test_same_spec_gives_identical_metrics_and_another_seed_differs():
     assert not np.array_equal(first["loss"], other["loss"])
 
 
-def test_one_step_matches_a_hand_computed_update():
-    spec = ExperimentSpec(depth=1, steps=1, dtype="float64", batch_size=10, lr=0.5)
-    trainer = Trainer(spec)
-    replay = torch.Generator().manual_seed(engine.stream_seeds(spec.seed)[1])
-    x, y = engine.sample_batch(trainer.problem, 2, replay, dtype=torch.float64)
-    w = torch.tensor([0.6, 0.8], dtype=torch.float64)
-    g = (x * (-torch.sigmoid(-y * (x @ w)) * y)[:, None]).mean(0)
-    trainer.advance(1)
-    assert torch.allclose(engine.end_to_end(trainer.layers), w - 0.5 * g, rtol=1e-14)
-
-
 def test_metrics_of_a_deep_run_are_consistent():
     values, _, _ = _collect(ExperimentSpec(depth=4, steps=200, log_every=50, dtype="float64"))
     assert np.allclose(2 * np.arcsin(values["directional_error"] / 2), values["angle"])
@@ -149,15 +201,16 @@ def test_cuda_request_without_cuda_is_a_clear_error():
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(EngineError, match="cuda"):
-        Trainer(ExperimentSpec(device="cuda"))
+        engine.run(ExperimentSpec(device="cuda", steps=5), lambda block: True)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_run_starts_from_the_cpu_state():
-    spec = ExperimentSpec(depth=3, steps=20, dtype="float64", batch_size=100)
+def test_cuda_agrees_with_the_cpu_kernels():
+    spec = ExperimentSpec(depth=3, steps=200, log_every=20, dtype="float64")
     cpu, _, _ = _collect(spec.model_copy(update={"device": "cpu"}))
     cuda, _, _ = _collect(spec.model_copy(update={"device": "cuda"}))
-    assert cpu["directional_error"][0] == pytest.approx(cuda["directional_error"][0])
+    for name in cpu:
+        assert np.allclose(cpu[name], cuda[name], rtol=1e-9, atol=1e-12), name
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -44,7 +44,7 @@ def test_worker_runs_a_queued_experiment_to_success(client, db):
     metrics = client.get(f"/experiments/{experiment_id}/metrics").json()["series"]
     assert metrics["directional_error"]["steps"] == list(range(301))
     assert metrics["directional_error"]["values"][-1] == summary["final_directional_error"]
-    assert _point_count(db, experiment_id) == 4 * 301
+    assert _point_count(db, experiment_id) == 5 * 301
 
 
 def test_worker_takes_the_oldest_queued_first_and_reports_an_empty_queue(client, db):
