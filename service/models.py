@@ -62,6 +62,11 @@ class Experiment(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     worker_id: Mapped[str | None] = mapped_column(String(200))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    sweep_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sweeps.id", ondelete="CASCADE"), index=True
+    )
+    grid_values: Mapped[dict | None] = mapped_column(JSON)
+    batch_key: Mapped[str | None] = mapped_column(String(32))
 
     tag_rows: Mapped[list[ExperimentTag]] = relationship(
         order_by="ExperimentTag.position", cascade="all, delete-orphan", lazy="selectin"
@@ -70,6 +75,18 @@ class Experiment(Base):
     @property
     def tags(self) -> list[str]:
         return [row.tag for row in self.tag_rows]
+
+
+class Sweep(Base):
+    """A cartesian grid of specs; its members are experiments with `sweep_id` set."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    base: Mapped[dict] = mapped_column(JSON)
+    grid: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class ExperimentTag(Base):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Progress(BaseModel):
@@ -47,3 +48,50 @@ class MetricsRead(BaseModel):
 
 class Health(BaseModel):
     status: str
+
+
+class SweepCreate(BaseModel):
+    """The body of `POST /sweeps`: members are `base` with each combination of `grid` values."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    base: dict[str, Any] = Field(default_factory=dict)
+    grid: dict[str, list[Any]] = Field(min_length=1)
+
+
+class SweepCreated(BaseModel):
+    id: int
+    experiment_ids: list[int]
+
+
+class SweepRead(BaseModel):
+    id: int
+    name: str
+    base: dict
+    grid: dict
+    created_at: datetime
+    experiment_ids: list[int]
+    total: int
+    counts: dict[str, int]
+
+
+class SweepList(BaseModel):
+    data: list[SweepRead]
+    count: int
+
+
+class SweepMember(BaseModel):
+    model_config = ConfigDict(ser_json_inf_nan="strings")
+
+    experiment_id: int
+    status: str
+    grid_values: dict
+    steps: list[int]
+    values: list[float]
+
+
+class SweepMetrics(BaseModel):
+    sweep_id: int
+    name: str
+    members: list[SweepMember]

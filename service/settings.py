@@ -19,6 +19,10 @@ class Settings(BaseSettings):
     )
     max_steps: int = Field(default=1_000_000, ge=1)
     """Upper bound on a spec's `steps`."""
+    max_sweep_size: int = Field(default=4096, ge=1)
+    """Most members one sweep may have."""
+    max_batch: int = Field(default=1024, ge=1)
+    """Most sweep members one worker trains together."""
     poll_seconds: float = Field(default=0.5, gt=0)
     """How long an idle worker sleeps between looks at the queue."""
     flush_seconds: float = Field(default=0.25, gt=0)

@@ -6,6 +6,8 @@ Types are strict (no "4" for 4, no true for 1); floats must be finite.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from typing import Literal
 
@@ -203,6 +205,25 @@ def _checked_norm(vector: list[float], dim: int | None, field: str) -> float:
     if norm == 0:
         raise ValueError(f"{field} must be nonzero")
     return norm
+
+
+def group_key(spec: ExperimentSpec) -> tuple:
+    """Specs with equal keys can train together, stepping in lockstep in one worker."""
+    return (
+        spec.optimizer, spec.dim, spec.dtype, spec.device, spec.distribution,
+        spec.batch_size, spec.n_samples, spec.steps, spec.log_every,
+    )  # fmt: skip
+
+
+def batch_key(spec: ExperimentSpec) -> str:
+    """`group_key` as a short string, stored with each sweep member for the worker's claim."""
+    return hashlib.sha1(json.dumps(group_key(spec)).encode()).hexdigest()[:16]
+
+
+def data_key(spec: ExperimentSpec) -> tuple:
+    """Members of a group with equal data keys share one data stream (common random numbers):
+    the same batch at every step (sgd) or the same fixed sample (gd)."""
+    return (spec.seed, tuple(spec.teacher))
 
 
 def parse_stored_spec(stored: dict) -> ExperimentSpec:

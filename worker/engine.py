@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from service.spec import LOGGED_METRICS, ExperimentSpec
+from service.spec import LOGGED_METRICS, ExperimentSpec, data_key, group_key
 from worker import kernels
 from worker.rng import stream_key
 
@@ -66,19 +66,6 @@ def resolve_device(requested: str) -> torch.device:
     if requested == "cuda" and not torch.cuda.is_available():
         raise EngineError("device 'cuda' requested but this worker has no CUDA device")
     return torch.device(requested)
-
-
-def group_key(spec: ExperimentSpec) -> tuple:
-    """Specs with equal keys can train together in one Group."""
-    return (
-        spec.optimizer, spec.dim, spec.dtype, spec.device, spec.distribution,
-        spec.batch_size, spec.n_samples, spec.steps, spec.log_every,
-    )  # fmt: skip
-
-
-def data_key(spec: ExperimentSpec) -> tuple:
-    """Members with equal data keys share one data stream (common random numbers)."""
-    return (spec.seed, tuple(spec.teacher))
 
 
 # -- initialisation ---------------------------------------------------------------------------
@@ -312,10 +299,11 @@ def run_group(
     specs: list[ExperimentSpec],
     on_block: Callable[[int, MetricBlock], bool],
     resumes: list[bytes | None] | None = None,
+    on_end: Callable[[int, RunResult | EngineError], None] | None = None,
 ) -> list[RunResult | EngineError]:
     """Train `specs` together to the end; `on_block(m, block)` gets member m's metrics after
-    each block and returns False to stop that member. Returns each member's result, or the
-    EngineError that ended it."""
+    each block and returns False to stop that member; `on_end(m, outcome)` hears as soon as
+    a member is done. Returns each member's result, or the EngineError that ended it."""
     group = make_group(specs, resumes)
     tracker = [_Tracker() for _ in specs]
     outcome: list[RunResult | EngineError | None] = [None] * len(specs)
@@ -326,6 +314,8 @@ def run_group(
         for m, block in enumerate(blocks):
             if outcome[m] is None:
                 outcome[m] = _after_block(group, m, block, tracker[m], on_block, total)
+                if outcome[m] is not None and on_end is not None:
+                    on_end(m, outcome[m])
         if time.perf_counter() - started < BLOCK_TARGET_SECONDS:
             block_steps = min(2 * block_steps, MAX_BLOCK_STEPS)
     return outcome

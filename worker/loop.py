@@ -1,4 +1,6 @@
-"""The job loop: claim a queued experiment, run it, stream its metrics, record how it ended."""
+"""The job loop: claim queued experiments, run them, stream their metrics, record how each
+ended. A claimed sweep member brings along the queued members of its sweep that can train
+with it (same batch key), and all of them run as one group."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import socket
 import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -23,18 +26,19 @@ from worker.engine import EngineError, MetricBlock, RunResult
 from worker.summary import summarize
 
 log = logging.getLogger("dirconv.worker")
+RUN_ERRORS = (EngineError, ValueError, RuntimeError, torch.OutOfMemoryError)
 
 
-class MetricBuffer:
-    """Holds metric points and writes them in bulk, by size or after `flush_seconds`."""
+@dataclass
+class Member:
+    """One claimed run inside the worker: its metrics not yet written, and what it reached."""
 
-    def __init__(self, db: Engine, experiment_id: int, settings: Settings) -> None:
-        self.db, self.experiment_id, self.settings = db, experiment_id, settings
-        self.points: list[tuple[str, int, float]] = []
-        self.last_flush = time.monotonic()
-        self.cancel_requested = False
-        self.step = 0
-        self.error_series: list[tuple[np.ndarray, np.ndarray]] = []
+    id: int
+    spec: ExperimentSpec
+    points: list[tuple[str, int, float]] = field(default_factory=list)
+    step: int = 0
+    written_step: int = -1
+    error_series: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
 
     def add(self, block: MetricBlock) -> None:
         self.error_series.append((block.steps, block.values["directional_error"]))
@@ -43,15 +47,30 @@ class MetricBuffer:
             self.points.extend(zip([name] * len(steps), steps, values.tolist(), strict=True))
         self.step = block.step
 
+
+class MetricBuffer:
+    """Holds the members' metric points and writes them in one transaction, by size or after
+    `flush_seconds`; each write also reports which members the user canceled."""
+
+    def __init__(self, db: Engine, members: list[Member], settings: Settings) -> None:
+        self.db, self.members, self.settings = db, members, settings
+        self.last_flush = time.monotonic()
+        self.cancel_requested: set[int] = set()
+
     def due(self) -> bool:
         overdue = time.monotonic() - self.last_flush >= self.settings.flush_seconds
-        return overdue or len(self.points) >= self.settings.flush_points
+        buffered = sum(len(member.points) for member in self.members)
+        return overdue or buffered >= self.settings.flush_points
 
     def flush(self) -> None:
-        self.cancel_requested = queue.record_progress(
-            self.db, self.experiment_id, self.points, self.step
-        )
-        self.points, self.last_flush = [], time.monotonic()
+        """Write what changed since the last flush (nothing at all if nothing did)."""
+        pending = [m for m in self.members if m.points or m.step != m.written_step]
+        if pending:
+            progress = [(member.id, member.points, member.step) for member in pending]
+            self.cancel_requested |= queue.record_progress(self.db, progress)
+        for member in pending:
+            member.points, member.written_step = [], member.step
+        self.last_flush = time.monotonic()
 
 
 class Worker:
@@ -61,7 +80,7 @@ class Worker:
         self.stopping = threading.Event()
 
     def stop(self) -> None:
-        """Ask the loop to end: a running job is put back in the queue, then the loop returns."""
+        """Ask the loop to end: running jobs go back to the queue, then the loop returns."""
         self.stopping.set()
 
     def run_forever(self) -> None:
@@ -72,59 +91,74 @@ class Worker:
         log.info("event=worker_stopped worker=%s", self.id)
 
     def run_one(self) -> bool:
-        """Claim and run one queued experiment; False if there was none."""
+        """Claim and run the oldest queued experiment (with its batchable siblings); False if
+        the queue was empty."""
         try:
             claimed = queue.claim_next(self.db, self.id)
+            if claimed is not None:
+                claimed = [claimed, *queue.claim_siblings(self.db, self.id, claimed,
+                                                          self.settings.max_batch - 1)]  # fmt: skip
         except (OperationalError, ProgrammingError) as exc:
             log.warning("event=claim_failed error=%r", str(exc)[:200])
             return False
         if claimed is None:
             return False
-        log.info("event=claimed experiment=%d worker=%s", claimed.id, self.id)
-        self._run(claimed)
+        log.info("event=claimed experiments=%s worker=%s", [c.id for c in claimed], self.id)
+        self._run([self._member(c) for c in claimed if c is not None])
         return True
 
-    def _run(self, claimed: queue.Claimed) -> None:
-        buffer = MetricBuffer(self.db, claimed.id, self.settings)
+    def _member(self, claimed: queue.Claimed) -> Member | None:
+        try:
+            return Member(claimed.id, parse_stored_spec(claimed.spec))
+        except ValueError as exc:
+            queue.finish(self.db, claimed.id, "failed", error=f"stored spec is invalid: {exc}")
+            return None
 
-        def on_block(block: MetricBlock) -> bool:
-            buffer.add(block)
+    def _run(self, members: list[Member | None]) -> None:
+        members = [member for member in members if member is not None]
+        if not members:
+            return
+        buffer = MetricBuffer(self.db, members, self.settings)
+
+        def on_block(m: int, block: MetricBlock) -> bool:
+            members[m].add(block)
             if buffer.due():
                 buffer.flush()
-            return not (buffer.cancel_requested or self.stopping.is_set())
+            return not (members[m].id in buffer.cancel_requested or self.stopping.is_set())
+
+        ended: set[int] = set()
+
+        def on_end(m: int, outcome: RunResult | EngineError) -> None:
+            buffer.flush()
+            self._record_end(members[m], outcome, members[m].id in buffer.cancel_requested)
+            ended.add(m)
 
         try:
-            spec = parse_stored_spec(claimed.spec)
-            result = training.run(spec, on_block)
+            training.run_group([member.spec for member in members], on_block, on_end=on_end)
+        except RUN_ERRORS as exc:
             buffer.flush()
-        except (EngineError, ValueError, RuntimeError, torch.OutOfMemoryError) as exc:
-            buffer.flush()
-            log.warning("event=failed experiment=%d error=%r", claimed.id, str(exc)[:200])
-            queue.finish(self.db, claimed.id, "failed", error=str(exc))
-            return
-        self._record_end(claimed.id, spec, result, buffer)
+            for m in set(range(len(members))) - ended:
+                self._record_end(members[m], exc, False)
 
-    def _record_end(
-        self, experiment_id: int, spec: ExperimentSpec, result: RunResult, buffer: MetricBuffer
-    ) -> None:
-        if result.completed or buffer.cancel_requested:
-            status = "succeeded" if result.completed else "canceled"
-            summary = _summary(spec, result, buffer.error_series)
-            queue.finish(self.db, experiment_id, status, summary=summary)
+    def _record_end(self, member: Member, outcome: RunResult | Exception, canceled: bool) -> None:
+        if isinstance(outcome, Exception):
+            log.warning("event=failed experiment=%d error=%r", member.id, str(outcome)[:200])
+            queue.finish(self.db, member.id, "failed", error=str(outcome))
+        elif outcome.completed or canceled:
+            status = "succeeded" if outcome.completed else "canceled"
+            queue.finish(self.db, member.id, status, summary=_summary(member, outcome))
         else:
-            queue.requeue(self.db, experiment_id)
-        log.info("event=ended experiment=%d completed=%s", experiment_id, result.completed)
+            queue.requeue(self.db, member.id)
+        log.info("event=ended experiment=%d outcome=%s", member.id, type(outcome).__name__)
 
 
-def _summary(
-    spec: ExperimentSpec, result: RunResult, error_series: list[tuple[np.ndarray, np.ndarray]]
-) -> dict:
-    steps = np.concatenate([steps for steps, _ in error_series])
-    errors = np.concatenate([errors for _, errors in error_series])
+def _summary(member: Member, result: RunResult) -> dict:
+    steps = np.concatenate([steps for steps, _ in member.error_series])
+    errors = np.concatenate([errors for _, errors in member.error_series])
     summary = {
         "steps": result.steps_done,
         **{f"final_{name}": value for name, value in result.final.items()},
-        **summarize(steps, errors, spec.lr, spec.optimizer),
+        **summarize(steps, errors, member.spec.lr, member.spec.optimizer),
     }
     return _json_safe(summary)
 

@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
 
 from service.db import IMMEDIATE
 from service.models import Experiment, MetricPoint, utcnow
@@ -16,6 +16,8 @@ from service.models import Experiment, MetricPoint, utcnow
 class Claimed:
     id: int
     spec: dict
+    sweep_id: int | None = None
+    batch_key: str | None = None
 
 
 def _write(engine: Engine) -> Connection:
@@ -46,32 +48,68 @@ def claim_next(engine: Engine, worker_id: str) -> Claimed | None:
             started_at=utcnow(),
             attempts=Experiment.attempts + 1,
         )
-        .returning(Experiment.id, Experiment.spec)
+        .returning(Experiment.id, Experiment.spec, Experiment.sweep_id, Experiment.batch_key)
     )
     with _write(engine) as connection, connection.begin():
         row = connection.execute(claim).first()
-    return Claimed(id=row.id, spec=row.spec) if row else None
+    return Claimed(*row) if row else None
+
+
+def claim_siblings(engine: Engine, worker_id: str, first: Claimed, limit: int) -> list[Claimed]:
+    """Claim up to `limit` more queued members of `first`'s sweep that share its batch key,
+    so they train together with it."""
+    if first.sweep_id is None or first.batch_key is None or limit <= 0:
+        return []
+    siblings = (
+        select(Experiment.id)
+        .where(
+            Experiment.status == "queued",
+            Experiment.sweep_id == first.sweep_id,
+            Experiment.batch_key == first.batch_key,
+        )
+        .order_by(Experiment.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    claim = (
+        update(Experiment)
+        .where(Experiment.id.in_(siblings), Experiment.status == "queued")
+        .values(
+            status="running",
+            worker_id=worker_id,
+            started_at=utcnow(),
+            attempts=Experiment.attempts + 1,
+        )
+        .returning(Experiment.id, Experiment.spec, Experiment.sweep_id, Experiment.batch_key)
+    )
+    with _write(engine) as connection, connection.begin():
+        rows = connection.execute(claim).all()
+    return sorted((Claimed(*row) for row in rows), key=lambda claimed: claimed.id)
 
 
 def record_progress(
-    engine: Engine, experiment_id: int, points: Iterable[tuple[str, int, float]], step: int
-) -> bool:
-    """Store metric points and the step reached; True if the user asked to cancel the run."""
+    engine: Engine, progress: Iterable[tuple[int, Iterable[tuple[str, int, float]], int]]
+) -> set[int]:
+    """For each (experiment, metric points, step reached): store the points and the step, in
+    one transaction. Returns the ids whose cancellation the user asked for."""
+    progress = list(progress)
     rows = [
         {"experiment_id": experiment_id, "name": name, "step": s, "value": _storable(value)}
+        for experiment_id, points, _step in progress
         for name, s, value in points
     ]
+    ids = [experiment_id for experiment_id, _points, _step in progress]
     with _write(engine) as connection, connection.begin():
         if rows:
             connection.execute(insert(MetricPoint), rows)
         connection.execute(
-            update(Experiment).where(Experiment.id == experiment_id).values(progress_step=step)
+            update(Experiment)
+            .where(Experiment.id == bindparam("experiment_id"))
+            .values(progress_step=bindparam("reached")),
+            [{"experiment_id": i, "reached": step} for i, _points, step in progress],
         )
-        return bool(
-            connection.scalar(
-                select(Experiment.cancel_requested).where(Experiment.id == experiment_id)
-            )
-        )
+        canceled = select(Experiment.id).where(Experiment.id.in_(ids), Experiment.cancel_requested)
+        return set(connection.scalars(canceled).all())
 
 
 def _storable(value: float) -> float | None:

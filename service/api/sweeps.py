@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+
+from service import store, sweep_store
+from service.api.deps import ReadSession, WriteSession
+from service.models import Sweep
+from service.schemas import (
+    SweepCreate,
+    SweepCreated,
+    SweepList,
+    SweepMember,
+    SweepMetrics,
+    SweepRead,
+)
+from service.settings import get_settings
+from service.spec import MAX_INT, METRIC_NAMES
+
+router = APIRouter(prefix="/sweeps", tags=["sweeps"])
+
+
+@router.post("", status_code=201, response_model=SweepCreated)
+def create_sweep(session: WriteSession, request: SweepCreate) -> SweepCreated:
+    """Expand a grid into member experiments, validate every one, then queue them all."""
+    try:
+        members = sweep_store.expand(request, get_settings().max_sweep_size)
+    except sweep_store.SweepInvalid as exc:
+        raise RequestValidationError(exc.errors) from None
+    sweep, ids = sweep_store.create_sweep(session, request, members)
+    session.commit()
+    return SweepCreated(id=sweep.id, experiment_ids=ids)
+
+
+@router.get("", response_model=SweepList)
+def list_sweeps(
+    session: ReadSession,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
+) -> SweepList:
+    """List sweeps, newest first, with member counts by status."""
+    rows, count = sweep_store.list_sweeps(session, limit, offset)
+    return SweepList(data=[sweep_store.to_read(session, row) for row in rows], count=count)
+
+
+@router.get("/{sweep_id}", response_model=SweepRead)
+def read_sweep(session: ReadSession, sweep_id: int) -> SweepRead:
+    """Read a sweep: its grid, member ids and member counts by status."""
+    return sweep_store.to_read(session, _sweep_or_404(session, sweep_id))
+
+
+@router.get("/{sweep_id}/metrics", response_model=SweepMetrics)
+def read_sweep_metrics(
+    session: ReadSession,
+    request: Request,
+    sweep_id: int,
+    name: str = "directional_error",
+    max_points: Annotated[int | None, Query(ge=2, le=10_000_000)] = None,
+) -> SweepMetrics:
+    """One metric of every member, with the member's grid values."""
+    if name not in METRIC_NAMES:
+        raise RequestValidationError(
+            [{"loc": ("query", "name"), "msg": f"unknown metric {name!r}", "type": "value_error"}]
+        )
+    _sweep_or_404(session, sweep_id)
+    members = [
+        _member(session, row, name, max_points)
+        for row in sweep_store.member_rows(session, sweep_id)
+    ]
+    return SweepMetrics(sweep_id=sweep_id, name=name, members=members)
+
+
+def _member(session, row, name: str, max_points: int | None) -> SweepMember:
+    series = store.read_series(
+        session, row.id, name, start_step=None, end_step=None, max_points=max_points
+    )
+    return SweepMember(
+        experiment_id=row.id,
+        status=row.status,
+        grid_values=row.grid_values or {},
+        steps=series.steps,
+        values=series.values,
+    )
+
+
+def _sweep_or_404(session, sweep_id: int) -> Sweep:
+    sweep = session.get(Sweep, sweep_id) if 1 <= sweep_id <= MAX_INT else None
+    if sweep is None:
+        raise HTTPException(status_code=404, detail=f"sweep {sweep_id} not found")
+    return sweep
