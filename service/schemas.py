@@ -95,3 +95,13 @@ class SweepMetrics(BaseModel):
     sweep_id: int
     name: str
     members: list[SweepMember]
+
+
+class TheoryRead(BaseModel):
+    """The population gradient flow (t = lr x step) from the run's initial end-to-end vector."""
+
+    model_config = ConfigDict(ser_json_inf_nan="strings")
+
+    experiment_id: int
+    steps: list[int]
+    directional_error: list[float]

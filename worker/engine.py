@@ -24,13 +24,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from service.inits import DATA_SALT, SAMPLE_SALT, initial_layers, stream_key
 from service.spec import LOGGED_METRICS, ExperimentSpec, data_key, group_key
 from worker import kernels
-from worker.rng import stream_key
 
 BLOCK_TARGET_SECONDS = 0.05
 MAX_BLOCK_STEPS = 4096
-INIT_SALT, DATA_SALT, SAMPLE_SALT = 1, 2, 3
 
 
 class EngineError(RuntimeError):
@@ -66,42 +65,6 @@ def resolve_device(requested: str) -> torch.device:
     if requested == "cuda" and not torch.cuda.is_available():
         raise EngineError("device 'cuda' requested but this worker has no CUDA device")
     return torch.device(requested)
-
-
-# -- initialisation ---------------------------------------------------------------------------
-
-
-def initial_layers(spec: ExperimentSpec) -> list[np.ndarray]:
-    """The layers W_1..W_N in float64, drawn from the seed's init stream."""
-    rng = np.random.default_rng(stream_key(spec.seed, INIT_SALT))
-    shapes = layer_shapes(spec.depth, spec.width, spec.dim)
-    if spec.init == "gaussian":
-        return [spec.init_scale * rng.standard_normal(shape) for shape in shapes]
-    if spec.init == "paper":
-        w0 = np.asarray(spec.init_vector, dtype=np.float64)
-    else:
-        w0 = spec.init_scale * _unit(rng.standard_normal(spec.dim))
-    return balanced_layers(w0, [_unit(rng.standard_normal(spec.width)) for _ in shapes[1:]])
-
-
-def layer_shapes(depth: int, width: int, dim: int) -> list[tuple[int, int]]:
-    if depth == 1:
-        return [(1, dim)]
-    return [(width, dim)] + [(width, width)] * (depth - 2) + [(1, width)]
-
-
-def balanced_layers(w0: np.ndarray, hidden_units: list[np.ndarray]) -> list[np.ndarray]:
-    """W_N = c u_N^T, W_i = c u_(i+1) u_i^T with u_1 = w0/|w0|, c = |w0|^(1/N): balanced, with
-    product exactly w0 (for |w0| = 1 and the paper's w0 this is the paper's init verbatim)."""
-    units = [_unit(w0), *hidden_units]
-    scale = float(np.linalg.norm(w0)) ** (1.0 / len(units))
-    layers = [np.outer(units[i + 1], units[i]) for i in range(len(units) - 1)]
-    layers.append(units[-1].reshape(1, -1))
-    return [scale * layer for layer in layers]
-
-
-def _unit(vector: np.ndarray) -> np.ndarray:
-    return vector / np.linalg.norm(vector)
 
 
 # -- closed-form passes in torch (the CUDA path, and the reference for the kernels) ------------
@@ -285,7 +248,7 @@ def make_group(specs: list[ExperimentSpec], resumes: list[bytes | None] | None =
     if len({group_key(spec) for spec in specs}) != 1:
         raise ValueError("specs with different group keys cannot train together")
     if specs[0].optimizer == "flow":
-        from worker.flow import FlowGroup
+        from worker.flow_group import FlowGroup
 
         return FlowGroup(specs, resumes)
     if resolve_device(specs[0].device).type == "cuda":

@@ -35,12 +35,6 @@ def uniform(key: np.uint64, counter: int) -> float:
     return (float(mix(key + U(counter) * GOLDEN) >> U(11)) + 0.5) * TWO_TO_MINUS_53
 
 
-def stream_key(seed: int, salt: int) -> int:
-    """A 64-bit key for one purpose (`salt`) of one seed."""
-    state = np.random.SeedSequence([seed, salt]).generate_state(1, np.uint64)[0]
-    return int(state)
-
-
 # The same arithmetic on torch int64 tensors (multiplication wraps; shifts must be logical).
 def _as_signed(value: np.uint64) -> int:
     return int(value) - (1 << 64) if int(value) >= 1 << 63 else int(value)

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import torch
 
+from service.inits import DATA_SALT, SAMPLE_SALT, initial_layers, stream_key
 from service.spec import LOGGED_METRICS, ExperimentSpec
 from worker import engine, kernels
 from worker.rng import torch_step_key, torch_uniform
@@ -64,8 +65,8 @@ class TorchGroup:
         ]
         self.teachers = [torch.tensor(s.teacher, dtype=torch.float64, device=self.device)
                          for s in specs]  # fmt: skip
-        salt = engine.SAMPLE_SALT if first.optimizer == "gd" else engine.DATA_SALT
-        self.keys = [engine.stream_key(spec.seed, salt) for spec in specs]
+        salt = SAMPLE_SALT if first.optimizer == "gd" else DATA_SALT
+        self.keys = [stream_key(spec.seed, salt) for spec in specs]
         self.fixed = (
             [self._batch(m, 0) for m in range(len(specs))] if first.optimizer == "gd" else None
         )
@@ -73,7 +74,7 @@ class TorchGroup:
         self.errors: list[str | None] = [None] * len(specs)
 
     def _initial(self, spec, resume) -> list[torch.Tensor]:
-        arrays = engine.initial_layers(spec) if resume is None else engine._load_snapshot(resume)[1]
+        arrays = initial_layers(spec) if resume is None else engine._load_snapshot(resume)[1]
         return [torch.tensor(a, dtype=self.dtype, device=self.device) for a in arrays]
 
     def _batch(self, m: int, step: int):

@@ -2,10 +2,11 @@
 
 from fastapi import APIRouter
 
-from service.api import experiments, health, metrics, sweeps
+from service.api import experiments, health, metrics, sweeps, theory
 
 api_router = APIRouter()
 api_router.include_router(health.router)
 api_router.include_router(experiments.router)
 api_router.include_router(metrics.router)
 api_router.include_router(sweeps.router)
+api_router.include_router(theory.router)

@@ -181,3 +181,26 @@ def test_bad_metrics_query_is_a_422(client, params, field):
 
 def test_healthz(client):
     assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_theory_curve_follows_the_flow_from_the_runs_init(client):
+    experiment_id = client.post("/experiments", json={"depth": 4, "steps": 2500}).json()["id"]
+    response = client.get(f"/experiments/{experiment_id}/theory", params={"max_points": 11})
+    assert response.status_code == 200
+    curve = response.json()
+    assert curve["steps"] == list(range(0, 2501, 250))
+    assert curve["directional_error"][0] == pytest.approx(0.6325, abs=1e-4)
+    assert curve["directional_error"][-1] == pytest.approx(0.216, rel=0.005)
+    log_curve = client.get(
+        f"/experiments/{experiment_id}/theory", params={"max_points": 5, "spacing": "log"}
+    ).json()
+    assert log_curve["steps"][0] == 0 and log_curve["steps"][-1] == 2500
+
+
+def test_theory_curve_needs_a_balanced_init(client):
+    body = {"init": "gaussian", "init_scale": 0.5, "depth": 2}
+    experiment_id = client.post("/experiments", json=body).json()["id"]
+    response = client.get(f"/experiments/{experiment_id}/theory")
+    assert response.status_code == 422
+    assert "gaussian" in response.json()["detail"][0]["msg"]
+    assert client.get("/experiments/999/theory").status_code == 404

@@ -6,6 +6,7 @@ import pytest
 import scipy.stats
 import torch
 
+from service import inits
 from service.spec import ExperimentSpec
 from worker import engine, kernels
 from worker.engine import EngineError
@@ -40,7 +41,7 @@ CASES = list(
 @pytest.mark.parametrize(("depth", "width", "dim", "loss", "distribution"), CASES)
 def test_closed_form_gradients_match_autograd(depth, width, dim, loss, distribution):
     generator = torch.Generator().manual_seed(depth * 100 + width * 10 + dim)
-    shapes = engine.layer_shapes(depth, width, dim)
+    shapes = inits.layer_shapes(depth, width, dim)
     layers = [torch.randn(*s, generator=generator, dtype=torch.float64) * 0.7 for s in shapes]
     x = torch.randn(64, dim, generator=generator, dtype=torch.float64)
     if distribution == "uniform_sphere":
@@ -90,19 +91,19 @@ def test_float32_kernels_agree_with_torch_to_float_tolerance():
 @pytest.mark.parametrize("init_vector", [[0.6, 0.8], [3.0, -1.0]])
 def test_paper_init_is_balanced_with_the_requested_product(depth, init_vector):
     spec = ExperimentSpec(depth=depth, width=5, init_vector=init_vector)
-    layers = [torch.from_numpy(a) for a in engine.initial_layers(spec)]
+    layers = [torch.from_numpy(a) for a in inits.initial_layers(spec)]
     assert engine.end_to_end(layers).tolist() == pytest.approx(init_vector, rel=1e-12)
-    assert [tuple(layer.shape) for layer in layers] == engine.layer_shapes(depth, 5, 2)
+    assert [tuple(layer.shape) for layer in layers] == inits.layer_shapes(depth, 5, 2)
     for lower, upper in itertools.pairwise(layers):
         assert torch.allclose(upper.T @ upper, lower @ lower.T, atol=1e-12)
 
 
 def test_balanced_init_has_the_requested_scale_and_gaussian_init_its_spread():
     balanced = ExperimentSpec(depth=3, init="balanced", init_scale=2.5, seed=4)
-    w = engine.end_to_end([torch.from_numpy(a) for a in engine.initial_layers(balanced)])
+    w = engine.end_to_end([torch.from_numpy(a) for a in inits.initial_layers(balanced)])
     assert float(w.norm()) == pytest.approx(2.5, rel=1e-12)
     gaussian = ExperimentSpec(depth=2, width=400, init="gaussian", init_scale=0.3)
-    entries = np.concatenate([a.ravel() for a in engine.initial_layers(gaussian)])
+    entries = np.concatenate([a.ravel() for a in inits.initial_layers(gaussian)])
     assert entries.std() == pytest.approx(0.3, rel=0.05)
 
 

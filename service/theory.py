@@ -16,12 +16,14 @@ beyond holds e^-72 of the mass). The ODE is integrated with DOP853 at rtol 1e-10
 
 from __future__ import annotations
 
-import io
 from functools import lru_cache
 
 import numpy as np
 from scipy.integrate import solve_ivp
 from scipy.special import expit, roots_jacobi, roots_legendre
+
+from service.inits import end_to_end, initial_layers
+from service.spec import parse_stored_spec
 
 PHI_PANELS_PER_HALF = 32
 PHI_NODES = 16
@@ -150,69 +152,23 @@ def directional_error(w: np.ndarray, teacher: np.ndarray) -> np.ndarray:
     return np.linalg.norm(w / np.linalg.norm(w, axis=-1, keepdims=True) - teacher, axis=-1)
 
 
-class FlowGroup:
-    """Flow runs with the interface of engine.Group: w(t) at t = lr x step, in float64."""
-
-    metric_names = ("directional_error", "angle", "loss", "norm", "balancedness")
-
-    def __init__(self, specs, resumes) -> None:
-        from worker.engine import _common_step, initial_layers
-
-        self.specs = specs
-        self.step = _common_step(resumes)
-        self.w = [
-            _start(spec, resume, initial_layers)
-            for spec, resume in zip(specs, resumes, strict=True)
-        ]
-        self.active = np.ones(len(specs), dtype=np.bool_)
-        self.errors: list[str | None] = [None] * len(specs)
-
-    def advance(self, count: int) -> list:
-        spec = self.specs[0]
-        last = min(self.step + count, spec.steps)
-        iterated = np.arange(self.step, min(self.step + count, spec.steps + 1))
-        logged = iterated[(iterated % spec.log_every == 0) | (iterated == spec.steps)]
-        blocks = []
-        for m, member in enumerate(self.specs):
-            blocks.append(self._advance_member(m, member, logged, last))
-        self.step = last
-        return blocks
-
-    def _advance_member(self, m, spec, logged, last):
-        from worker.engine import MetricBlock
-
-        values = {name: np.full(len(logged), np.nan) for name in self.metric_names}
-        if self.active[m]:
-            times = np.unique(np.concatenate([[self.step], logged, [last]])) * spec.lr
-            path = integrate_flow(self.w[m], spec.depth, np.array(spec.teacher), spec.loss,
-                                  times, spec.distribution)  # fmt: skip
-            at = {round(t / spec.lr): w for t, w in zip(times, path, strict=True)}
-            self._fill(values, spec, [at[int(k)] for k in logged])
-            self.w[m] = path[-1]
-        return MetricBlock(logged.copy(), values, last, lambda: self.snapshot(m))
-
-    def _fill(self, values, spec, ws) -> None:
-        teacher = np.array(spec.teacher)
-        for i, w in enumerate(ws):
-            error = float(directional_error(w, teacher))
-            values["directional_error"][i] = error
-            values["angle"][i] = 2 * np.arcsin(min(error / 2, 1.0))
-            values["norm"][i] = float(np.linalg.norm(w))
-            values["loss"][i] = population_loss(w, teacher, spec.loss, spec.dim, spec.distribution)
-            values["balancedness"][i] = 0.0
-
-    def snapshot(self, m: int) -> bytes:
-        buffer = io.BytesIO()
-        np.savez(buffer, step=self.step, array_0=self.w[m])
-        return buffer.getvalue()
+@lru_cache(maxsize=256)
+def theory_curve(spec_json: str, points: int, spacing: str) -> tuple[list[int], list[float]]:
+    """The flow's directional error at up to `points` steps of the run described by
+    `spec_json` (a stored spec), starting from the run's own initial end-to-end vector."""
+    spec = parse_stored_spec(json.loads(spec_json))
+    steps = curve_steps(spec.steps, points, spacing)
+    w0 = end_to_end(initial_layers(spec))
+    teacher = np.asarray(spec.teacher)
+    path = integrate_flow(w0, spec.depth, teacher, spec.loss, spec.lr * steps, spec.distribution)
+    return steps.tolist(), directional_error(path, teacher).tolist()
 
 
-def _start(spec, resume, initial_layers) -> np.ndarray:
-    if resume is not None:
-        with np.load(io.BytesIO(resume)) as saved:
-            return saved["array_0"].copy()
-    layers = initial_layers(spec)
-    product = layers[0].T
-    for layer in layers[1:]:
-        product = product @ layer.T
-    return product[:, 0]
+def curve_steps(total: int, points: int, spacing: str) -> np.ndarray:
+    """Up to `points` distinct steps from 0 to `total`, evenly or log-spaced."""
+    if spacing == "log":
+        inner = np.geomspace(1, total, max(points - 1, 1))
+        steps = np.concatenate([[0], inner])
+    else:
+        steps = np.linspace(0, total, points)
+    return np.unique(steps.round().astype(np.int64))

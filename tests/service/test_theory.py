@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from scipy.integrate import quad
 
+from service import theory as flow
 from service.spec import ExperimentSpec
-from worker import engine, flow
+from worker import engine
 
 TEACHER = np.array([0.0, 1.0])
 W0 = np.array([0.6, 0.8])
