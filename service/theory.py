@@ -16,6 +16,7 @@ beyond holds e^-72 of the mass). The ODE is integrated with DOP853 at rtol 1e-10
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 
 import numpy as np
