@@ -181,7 +181,7 @@ class Group:
             self.params, self.offset, self.rows, self.cols, self.depth, self.lr, self.loss,
             self.active, self.stream_of, self.keys, self.teachers, self.x, self.y,
             self.distribution, self.resample, self.step, count, spec.steps, spec.log_every,
-            out, out_steps,
+            out, out_steps, self.dtype(1.0),
         )  # fmt: skip
         self._check_finite()
         steps = out_steps[:logged].copy()

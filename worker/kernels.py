@@ -17,7 +17,7 @@ import math
 import numpy as np
 from numba import njit
 
-from worker.rng import step_key, uniform
+from worker.rng import square_point, step_key
 
 FAST = {"contract", "reassoc", "nsz", "arcp"}  # no nnan/ninf: divergence must stay visible
 UNIFORM_SPHERE, GAUSSIAN = 0, 1
@@ -26,27 +26,46 @@ COLUMNS = ("directional_error", "angle", "loss", "norm", "balancedness", "accura
 LOSS_CHUNK = 32  # products of up to 32 factors in (1, 2] stay far below overflow
 
 
+CANDIDATE_CHUNK = 256
+
+
+@njit(cache=True)
+def disk_points(key, count):
+    """The first `count` candidates of a step's stream that fall in the unit disk, in order.
+    Candidates are drawn a chunk at a time and kept without branches, so both loops can be
+    vectorised; rows beyond `count` are scratch."""
+    out = np.empty((count + CANDIDATE_CHUNK, 2))
+    candidates = np.empty((CANDIDATE_CHUNK, 2))
+    made, start = 0, 0
+    while made < count:
+        for i in range(CANDIDATE_CHUNK):
+            candidates[i, 0], candidates[i, 1] = square_point(key, start + i)
+        for i in range(CANDIDATE_CHUNK):
+            a, b = candidates[i, 0], candidates[i, 1]
+            out[made, 0], out[made, 1] = a, b
+            made += a * a + b * b < 1.0
+            if made == count:
+                break
+        start += CANDIDATE_CHUNK
+    return out
+
+
 @njit(cache=True)
 def fill_batch(x, y, teacher, key, step, distribution):
     """Batch of `step` for one stream: x (n, dim) and labels y = sign(v.x) in {-1, +1}."""
     n, dim = x.shape
     k = step_key(key, step)
-    counter = 0
     if dim == 2 and distribution == UNIFORM_SPHERE:
+        # A uniform point (a, b) of the unit disk has a uniform angle; doubling it with
+        # ((a^2 - b^2), 2ab) / r^2 needs no trigonometry.
+        disk = disk_points(k, n)
         for j in range(n):
-            # A uniform point (a, b) of the unit disk has a uniform angle; doubling it with
-            # ((a^2 - b^2), 2ab) / r^2 needs no trigonometry.
-            while True:
-                a = 2.0 * uniform(k, counter) - 1.0
-                b = 2.0 * uniform(k, counter + 1) - 1.0
-                counter += 2
-                r2 = a * a + b * b
-                if 0.0 < r2 < 1.0:
-                    break
-            x[j, 0] = (a * a - b * b) / r2
-            x[j, 1] = 2.0 * a * b / r2
+            a, b = disk[j, 0], disk[j, 1]
+            inverse = 1.0 / (a * a + b * b)
+            x[j, 0] = (a * a - b * b) * inverse
+            x[j, 1] = 2.0 * a * b * inverse
     else:
-        counter = _fill_normals(x, k)
+        _fill_normals(x, k)
         if distribution == UNIFORM_SPHERE:
             for j in range(n):
                 norm = 0.0
@@ -64,23 +83,16 @@ def fill_batch(x, y, teacher, key, step, distribution):
 
 @njit(cache=True)
 def _fill_normals(x, k):
-    """Standard normals by Marsaglia's polar method, in row-major order; returns the count."""
+    """Standard normals in row-major order, two from each disk point (Marsaglia's polar
+    method)."""
     n, dim = x.shape
-    total, made, counter = n * dim, 0, 0
-    while made < total:
-        a = 2.0 * uniform(k, counter) - 1.0
-        b = 2.0 * uniform(k, counter + 1) - 1.0
-        counter += 2
+    total = n * dim
+    disk = disk_points(k, (total + 1) // 2)
+    for made in range(total):
+        a, b = disk[made // 2, 0], disk[made // 2, 1]
         r2 = a * a + b * b
-        if not 0.0 < r2 < 1.0:
-            continue
         factor = math.sqrt(-2.0 * math.log(r2) / r2)
-        x[made // dim, made % dim] = a * factor
-        made += 1
-        if made < total:
-            x[made // dim, made % dim] = b * factor
-            made += 1
-    return counter
+        x[made // dim, made % dim] = (a if made % 2 == 0 else b) * factor
 
 
 @njit(cache=True)
@@ -97,28 +109,30 @@ def _suffix_chain(params, offset, rows, cols, m, depth, suffix):
 
 
 @njit(cache=True, fastmath=FAST)
-def _batch_pass(x, y, w, loss, g):
-    """Batch-mean loss, accuracy, and g = mean l'(y w.x) y x (written into g)."""
+def _batch_pass(x, y, w, loss, g, one):
+    """Batch-mean loss, accuracy, and g = mean l'(y w.x) y x (written into g). `one` carries
+    the run's dtype, so float32 runs do their per-point arithmetic in float32."""
     n, dim = x.shape
+    zero = one - one
     for c in range(dim):
-        g[c] = 0.0
+        g[c] = zero
     loss_total, correct, product, in_chunk = 0.0, 0, 1.0, 0
     for j in range(n):
-        z = 0.0
+        z = zero
         for c in range(dim):
             z += x[j, c] * w[c]
         margin = y[j] * z
-        correct += margin > 0.0
+        correct += margin > zero
         if loss == LOGISTIC:
             e = math.exp(-abs(margin))
             # softplus(-m) = max(-m, 0) + log(1 + e): the logs are taken of chunk products.
-            loss_total += max(-margin, 0.0)
+            loss_total += max(-margin, zero)
             product *= 1.0 + e
             in_chunk += 1
             if in_chunk == LOSS_CHUNK:
                 loss_total += math.log(product)
                 product, in_chunk = 1.0, 0
-            slope = -(e / (1.0 + e) if margin > 0.0 else 1.0 / (1.0 + e))
+            slope = -(e if margin > zero else one) / (one + e)
         else:
             slope = -math.exp(-margin)
             loss_total -= slope
@@ -196,7 +210,7 @@ def _log_row(out, row, m, w, teacher, loss, accuracy, bal):
 def train_block(
     params, offset, rows, cols, depth, lr, loss, active, stream_of,
     keys, teachers, x, y, distribution, resample,
-    step, count, total_steps, log_every, out, out_steps,
+    step, count, total_steps, log_every, out, out_steps, one,
 ):  # fmt: skip
     """Run `count` iterations from `step`: log the state when due, then update (the final
     step only logs). Returns (rows logged, step reached). Inactive members are skipped."""
@@ -222,7 +236,7 @@ def train_block(
                 continue
             s = stream_of[m]
             _suffix_chain(params, offset, rows, cols, m, depth[m], suffix)
-            batch_loss, accuracy = _batch_pass(x[s], y[s], suffix[0], loss[m], g)
+            batch_loss, accuracy = _batch_pass(x[s], y[s], suffix[0], loss[m], g, one)
             if logs:
                 bal = balancedness(params, offset, rows, cols, m, depth[m])
                 _log_row(out, logged, m, suffix[0], teachers[s], batch_loss, accuracy, bal)

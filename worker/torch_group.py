@@ -12,7 +12,7 @@ import torch
 from service.inits import DATA_SALT, SAMPLE_SALT, initial_layers, stream_key
 from service.spec import LOGGED_METRICS, ExperimentSpec
 from worker import engine, kernels
-from worker.rng import torch_step_key, torch_uniform
+from worker.rng import torch_square_points, torch_step_key
 
 ACCEPT_RATE = math.pi / 4  # the unit disk's share of the square
 
@@ -21,10 +21,8 @@ def _accepted_pairs(key: int, needed: int, device: torch.device) -> torch.Tensor
     """The first `needed` points (a, b) of the unit disk drawn as in kernels (rejection)."""
     count = int(needed / ACCEPT_RATE * 1.1) + 64
     while True:
-        u = torch_uniform(key, torch.arange(2 * count, device=device)).reshape(count, 2)
-        pairs = 2.0 * u - 1.0
-        r2 = (pairs**2).sum(dim=1)
-        accepted = pairs[(r2 > 0) & (r2 < 1)]
+        pairs = torch_square_points(key, torch.arange(count, device=device))
+        accepted = pairs[(pairs**2).sum(dim=1) < 1]
         if len(accepted) >= needed:
             return accepted[:needed]
         count *= 2

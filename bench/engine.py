@@ -1,0 +1,136 @@
+"""`make bench`: steps/s of the hand-written PyTorch loop against dirconv's worker path.
+
+Measured in one run on this machine, one thread each:
+  (a) the paper's run at depth 4, 20,000 steps, metrics every step;
+  (b) a 16-member sweep (depth 1-4 x seed 0-3), in aggregate member-steps/s.
+"Worker path" is what a real worker does: claim from a SQLite database, train, write every
+metric point and the progress, summarise, finish. The profile splits its wall time into
+training (the engine alone, no database) and tracking (the rest), and the floor is the cost
+of just drawing 1,000 fresh points per step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from service import store, sweep_store  # noqa: E402
+from service.db import make_engine, session_scope, upgrade_schema  # noqa: E402
+from service.schemas import SweepCreate  # noqa: E402
+from service.settings import Settings  # noqa: E402
+from service.spec import ExperimentSpec  # noqa: E402
+from worker import engine, kernels  # noqa: E402
+from worker.loop import Worker  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+NAIVE = Path(os.environ.get("DIRCONV_SHARED", REPO.parent / "shared")) / "reference/naive_sgd.py"
+STEPS = 20_000
+SWEEP_GRID = {"depth": [1, 2, 3, 4], "seed": [0, 1, 2, 3]}
+
+
+def naive_steps_per_second(steps: int) -> float:
+    command = [sys.executable, str(NAIVE), "--depth", "4", "--steps", str(steps), "--threads", "1"]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])["steps_per_second"]
+
+
+def _worker_database(tmp: Path):
+    url = f"sqlite:///{tmp / 'bench.db'}"
+    upgrade_schema(url)
+    return make_engine(url)
+
+
+def worker_single(tmp: Path, steps: int) -> float:
+    """Seconds for a worker to claim, run and record the paper's depth-4 run."""
+    db = _worker_database(tmp)
+    with session_scope(db, write=True) as session:
+        store.create_experiment(session, ExperimentSpec(depth=4, steps=steps))
+    started = time.perf_counter()
+    Worker(db, Settings()).run_one()
+    return time.perf_counter() - started
+
+
+def worker_sweep(tmp: Path, steps: int) -> float:
+    """Seconds for one worker to claim, run and record the 16-member sweep."""
+    db = _worker_database(tmp)
+    request = SweepCreate(base={"steps": steps}, grid=SWEEP_GRID)
+    with session_scope(db, write=True) as session:
+        sweep_store.create_sweep(session, request, sweep_store.expand(request, 10_000))
+    started = time.perf_counter()
+    Worker(db, Settings()).run_one()
+    return time.perf_counter() - started
+
+
+def engine_only(specs: list[ExperimentSpec]) -> float:
+    started = time.perf_counter()
+    engine.run_group(specs, lambda _m, _block: True)
+    return time.perf_counter() - started
+
+
+def sampling_floor(steps: int, batch: int = 1000) -> float:
+    """Seconds to draw `steps` fresh batches of `batch` points on the circle, labels included."""
+    x, y, teacher = np.empty((batch, 2), np.float32), np.empty(batch, np.float32), np.eye(2)[1]
+    kernels.fill_batch(x, y, teacher, np.uint64(1), 0, kernels.UNIFORM_SPHERE)
+    started = time.perf_counter()
+    _draw(x, y, teacher, steps)
+    return time.perf_counter() - started
+
+
+def _draw(x, y, teacher, steps):  # noqa: ANN001, ANN202
+    for step in range(steps):
+        kernels.fill_batch(x, y, teacher, np.uint64(1), step, kernels.UNIFORM_SPHERE)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=STEPS)
+    steps = parser.parse_args().steps
+    torch.set_num_threads(1)
+    members = [ExperimentSpec(steps=steps, depth=d, seed=s) for d in SWEEP_GRID["depth"]
+               for s in SWEEP_GRID["seed"]]  # fmt: skip
+    engine_only([ExperimentSpec(depth=4, steps=50)])  # compile the kernels once, untimed
+    naive = naive_steps_per_second(steps)
+    with tempfile.TemporaryDirectory() as tmp:
+        single = worker_single(Path(tmp), steps)
+    with tempfile.TemporaryDirectory() as tmp:
+        sweep = worker_sweep(Path(tmp), steps)
+    single_engine = engine_only([ExperimentSpec(depth=4, steps=steps)])
+    sweep_engine = engine_only(members)
+    floor = sampling_floor(steps)
+    _report(steps, naive, single, sweep, single_engine, sweep_engine, floor, len(members))
+
+
+def _report(steps, naive, single, sweep, single_engine, sweep_engine, floor, size) -> None:  # noqa: ANN001
+    single_rate, sweep_rate = steps / single, size * steps / sweep
+    lines = [
+        f"dirconv bench: {steps} steps, batch 1000, one thread, torch {torch.__version__}",
+        f"naive reference loop (depth 4):      {naive:10.0f} steps/s",
+        f"(a) worker, paper run at depth 4:    {single_rate:10.0f} steps/s   "
+        f"ratio {single_rate / naive:5.1f}x  (target >= 10x)",
+        f"(b) worker, {size}-member sweep:       {sweep_rate:10.0f} member-steps/s   "
+        f"ratio {sweep_rate / naive:5.1f}x  (target >= 40x)",
+        "profile (a): "
+        f"training {single_engine:.3f} s, tracking (metric writes, progress, summary) "
+        f"{single - single_engine:.3f} s of {single:.3f} s",
+        "profile (b): "
+        f"training {sweep_engine:.3f} s, tracking {sweep - sweep_engine:.3f} s of {sweep:.3f} s; "
+        f"4 data streams shared by {size} members",
+        f"floor: drawing 1000 fresh points per step alone: {steps / floor:.0f} steps/s "
+        f"({floor / steps * 1e6:.1f} us/step)",
+    ]
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
