@@ -80,7 +80,7 @@ def engine_only(specs: list[ExperimentSpec]) -> float:
 
 def sampling_floor(steps: int, batch: int = 1000) -> float:
     """Seconds to draw `steps` fresh batches of `batch` points on the circle, labels included."""
-    x, y, teacher = np.empty((batch, 2), np.float32), np.empty(batch, np.float32), np.eye(2)[1]
+    x, y, teacher = np.empty((2, batch), np.float32), np.empty(batch, np.float32), np.eye(2)[1]
     kernels.fill_batch(x, y, teacher, np.uint64(1), 0, kernels.UNIFORM_SPHERE)
     started = time.perf_counter()
     _draw(x, y, teacher, steps)

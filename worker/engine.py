@@ -160,7 +160,7 @@ class Group:
         )
         self.teachers = np.array([by_stream[s][1] for s in range(len(streams))])
         size = first.n_samples if first.optimizer == "gd" else first.batch_size
-        self.x = np.empty((len(streams), size, first.dim), dtype=self.dtype)
+        self.x = np.empty((len(streams), first.dim, size), dtype=self.dtype)
         self.y = np.empty((len(streams), size), dtype=self.dtype)
         self.distribution = (
             kernels.UNIFORM_SPHERE if first.distribution == "uniform_sphere" else kernels.GAUSSIAN
@@ -181,7 +181,7 @@ class Group:
             self.params, self.offset, self.rows, self.cols, self.depth, self.lr, self.loss,
             self.active, self.stream_of, self.keys, self.teachers, self.x, self.y,
             self.distribution, self.resample, self.step, count, spec.steps, spec.log_every,
-            out, out_steps, self.dtype(1.0),
+            out, out_steps,
         )  # fmt: skip
         self._check_finite()
         steps = out_steps[:logged].copy()

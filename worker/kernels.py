@@ -15,15 +15,31 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core.extending import intrinsic
 
 from worker.rng import square_point, step_key
+
+
+@intrinsic
+def _bits_to_float(_typingctx, bits):
+    """The float64 whose IEEE-754 bits are the int64 `bits` (a register bitcast)."""
+
+    def codegen(_context, builder, _signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.int64), codegen
+
 
 FAST = {"contract", "reassoc", "nsz", "arcp"}  # no nnan/ninf: divergence must stay visible
 UNIFORM_SPHERE, GAUSSIAN = 0, 1
 LOGISTIC, EXPONENTIAL = 0, 1
 COLUMNS = ("directional_error", "angle", "loss", "norm", "balancedness", "accuracy")
 LOSS_CHUNK = 32  # products of up to 32 factors in (1, 2] stay far below overflow
+INV_LN2 = 1.0 / math.log(2.0)
+LN2_HI, LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10
+E = tuple((-1.0) ** i / math.factorial(i) for i in range(17))  # Taylor coefficients of e^-r
 
 
 CANDIDATE_CHUNK = 256
@@ -52,8 +68,9 @@ def disk_points(key, count):
 
 @njit(cache=True)
 def fill_batch(x, y, teacher, key, step, distribution):
-    """Batch of `step` for one stream: x (n, dim) and labels y = sign(v.x) in {-1, +1}."""
-    n, dim = x.shape
+    """Batch of `step` for one stream: x (dim, n), one point per column, so the per-point
+    loops run over contiguous memory, and labels y = sign(v.x) in {-1, +1}."""
+    dim, n = x.shape
     k = step_key(key, step)
     if dim == 2 and distribution == UNIFORM_SPHERE:
         # A uniform point (a, b) of the unit disk has a uniform angle; doubling it with
@@ -62,22 +79,22 @@ def fill_batch(x, y, teacher, key, step, distribution):
         for j in range(n):
             a, b = disk[j, 0], disk[j, 1]
             inverse = 1.0 / (a * a + b * b)
-            x[j, 0] = (a * a - b * b) * inverse
-            x[j, 1] = 2.0 * a * b * inverse
+            x[0, j] = (a * a - b * b) * inverse
+            x[1, j] = 2.0 * a * b * inverse
     else:
         _fill_normals(x, k)
         if distribution == UNIFORM_SPHERE:
             for j in range(n):
                 norm = 0.0
                 for c in range(dim):
-                    norm += x[j, c] * x[j, c]
+                    norm += x[c, j] * x[c, j]
                 norm = math.sqrt(norm)
                 for c in range(dim):
-                    x[j, c] /= norm
+                    x[c, j] /= norm
     for j in range(n):
         dot = 0.0
         for c in range(dim):
-            dot += x[j, c] * teacher[c]
+            dot += x[c, j] * teacher[c]
         y[j] = 1.0 if dot >= 0.0 else -1.0
 
 
@@ -85,14 +102,14 @@ def fill_batch(x, y, teacher, key, step, distribution):
 def _fill_normals(x, k):
     """Standard normals in row-major order, two from each disk point (Marsaglia's polar
     method)."""
-    n, dim = x.shape
+    dim, n = x.shape
     total = n * dim
     disk = disk_points(k, (total + 1) // 2)
     for made in range(total):
         a, b = disk[made // 2, 0], disk[made // 2, 1]
         r2 = a * a + b * b
         factor = math.sqrt(-2.0 * math.log(r2) / r2)
-        x[made // dim, made % dim] = (a if made % 2 == 0 else b) * factor
+        x[made % dim, made // dim] = (a if made % 2 == 0 else b) * factor
 
 
 @njit(cache=True)
@@ -108,41 +125,84 @@ def _suffix_chain(params, offset, rows, cols, m, depth, suffix):
             suffix[i, q] = total
 
 
+@njit(inline="always", fastmath={"contract"})
+def exp_neg(t):
+    """e^-t for t >= 0 to 1 ulp, in arithmetic the compiler can vectorise: t = k ln2 + r,
+    a degree-16 Taylor polynomial for e^-r (r in [0, ln2)), and 2^-k built from its bits.
+    Beyond t = 708 it returns e^-708 (~3e-308) where e^-t would underflow."""
+    t = min(t, 708.0)
+    k = np.int64(t * INV_LN2)
+    r = (t - k * LN2_HI) - k * LN2_LO
+    p = (((((((((((((((E[16] * r + E[15]) * r + E[14]) * r + E[13]) * r + E[12]) * r + E[11])
+        * r + E[10]) * r + E[9]) * r + E[8]) * r + E[7]) * r + E[6]) * r + E[5]) * r + E[4])
+        * r + E[3]) * r + E[2]) * r + E[1]) * r + E[0]  # fmt: skip
+    return p * _bits_to_float((1023 - k) << 52)
+
+
 @njit(cache=True, fastmath=FAST)
-def _batch_pass(x, y, w, loss, g, one):
-    """Batch-mean loss, accuracy, and g = mean l'(y w.x) y x (written into g). `one` carries
-    the run's dtype, so float32 runs do their per-point arithmetic in float32."""
-    n, dim = x.shape
-    zero = one - one
-    for c in range(dim):
-        g[c] = zero
-    loss_total, correct, product, in_chunk = 0.0, 0, 1.0, 0
+def _batch_pass(x, y, w, loss, g, scratch, want_loss):
+    """g = mean l'(y w.x) y x (written into g); also the batch-mean loss (if `want_loss`)
+    and accuracy. Per-point work is float64 in branch-free loops over contiguous columns."""
+    dim, n = x.shape
+    margin, weight, one_plus_e = scratch[0], scratch[1], scratch[2]
     for j in range(n):
-        z = zero
-        for c in range(dim):
-            z += x[j, c] * w[c]
-        margin = y[j] * z
-        correct += margin > zero
-        if loss == LOGISTIC:
-            e = math.exp(-abs(margin))
-            # softplus(-m) = max(-m, 0) + log(1 + e): the logs are taken of chunk products.
-            loss_total += max(-margin, zero)
-            product *= 1.0 + e
-            in_chunk += 1
-            if in_chunk == LOSS_CHUNK:
-                loss_total += math.log(product)
-                product, in_chunk = 1.0, 0
-            slope = -(e if margin > zero else one) / (one + e)
-        else:
-            slope = -math.exp(-margin)
-            loss_total -= slope
-        weight = slope * y[j]
-        for c in range(dim):
-            g[c] += weight * x[j, c]
-    loss_total += math.log(product)
+        margin[j] = 0.0
     for c in range(dim):
-        g[c] /= n
+        wc = float(w[c])
+        for j in range(n):
+            margin[j] += x[c, j] * wc
+    loss_total, correct = 0.0, 0
+    for j in range(n):
+        margin[j] *= y[j]
+        correct += margin[j] > 0.0
+    if loss == LOGISTIC:
+        loss_total = _logistic_pass(margin, y, weight, one_plus_e, want_loss)
+    else:
+        for j in range(n):
+            e = math.exp(-margin[j])
+            loss_total += e
+            weight[j] = -e * y[j]
+    for c in range(dim):
+        total = 0.0
+        for j in range(n):
+            total += weight[j] * x[c, j]
+        g[c] = total / n
     return loss_total / n, correct / n
+
+
+@njit(cache=True, fastmath=FAST)
+def _logistic_pass(margin, y, weight, one_plus_e, want_loss):
+    """weight = l'(m) y for the logistic loss; returns the summed loss if `want_loss`.
+    With e = e^-|m|: l'(m) = -(e if m > 0 else 1) / (1 + e) and
+    softplus(-m) = max(-m, 0) + log(1 + e), the logs taken of chunk products. The main loop
+    is branch-free and division-free (a division here stops it from vectorising)."""
+    n = margin.shape[0]
+    total = 0.0
+    for j in range(n):
+        m = margin[j]
+        size = abs(m)
+        e = exp_neg(size)
+        weight[j] = -(1.0 + (m > 0.0) * (e - 1.0)) * _reciprocal(1.0 + e) * y[j]
+        one_plus_e[j] = 1.0 + e
+        total += 0.5 * (size - m)
+    if want_loss:
+        for start in range(0, n, LOSS_CHUNK):
+            product = 1.0
+            for j in range(start, min(start + LOSS_CHUNK, n)):
+                product *= one_plus_e[j]
+            total += math.log(product)
+    return total
+
+
+@njit(inline="always", fastmath={"contract"})
+def _reciprocal(d):
+    """1/d for d in [1, 2] to 1 ulp: a linear guess (error < 6%), then four Newton steps,
+    each squaring the error."""
+    r = 1.4571 - 0.5 * d
+    r = r * (2.0 - d * r)
+    r = r * (2.0 - d * r)
+    r = r * (2.0 - d * r)
+    return r * (2.0 - d * r)
 
 
 @njit(cache=True)
@@ -210,7 +270,7 @@ def _log_row(out, row, m, w, teacher, loss, accuracy, bal):
 def train_block(
     params, offset, rows, cols, depth, lr, loss, active, stream_of,
     keys, teachers, x, y, distribution, resample,
-    step, count, total_steps, log_every, out, out_steps, one,
+    step, count, total_steps, log_every, out, out_steps,
 ):  # fmt: skip
     """Run `count` iterations from `step`: log the state when due, then update (the final
     step only logs). Returns (rows logged, step reached). Inactive members are skipped."""
@@ -222,7 +282,8 @@ def train_block(
     suffix = np.zeros((depth.max() + 1, width), dtype=x.dtype)
     h = np.zeros(width, dtype=x.dtype)
     h_next = np.zeros(width, dtype=x.dtype)
-    g = np.zeros(x.shape[2], dtype=x.dtype)
+    g = np.zeros(x.shape[1], dtype=x.dtype)
+    scratch = np.empty((3, x.shape[2]))
     logged = 0
     for _ in range(count):
         if resample:
@@ -236,7 +297,7 @@ def train_block(
                 continue
             s = stream_of[m]
             _suffix_chain(params, offset, rows, cols, m, depth[m], suffix)
-            batch_loss, accuracy = _batch_pass(x[s], y[s], suffix[0], loss[m], g, one)
+            batch_loss, accuracy = _batch_pass(x[s], y[s], suffix[0], loss[m], g, scratch, logs)
             if logs:
                 bal = balancedness(params, offset, rows, cols, m, depth[m])
                 _log_row(out, logged, m, suffix[0], teachers[s], batch_loss, accuracy, bal)

@@ -109,9 +109,9 @@ def test_balanced_init_has_the_requested_scale_and_gaussian_init_its_spread():
 
 def _batch(dim, distribution, size=20_000, teacher=None):
     teacher = np.asarray(teacher if teacher is not None else np.eye(dim)[-1], dtype=np.float64)
-    x, y = np.empty((size, dim)), np.empty(size)
+    x, y = np.empty((dim, size)), np.empty(size)
     kernels.fill_batch(x, y, teacher, np.uint64(12345), 3, DISTRIBUTIONS[distribution])
-    return x, y, teacher
+    return x.T, y, teacher
 
 
 DISTRIBUTIONS = {"uniform_sphere": kernels.UNIFORM_SPHERE, "gaussian": kernels.GAUSSIAN}
@@ -141,8 +141,9 @@ def test_gaussian_samples_are_standard_normal(dim):
 def test_batches_differ_by_step_and_repeat_by_key():
     first, _, _ = _batch(2, "uniform_sphere", 100)
     again, _, _ = _batch(2, "uniform_sphere", 100)
-    other = np.empty((100, 2))
+    other = np.empty((2, 100))
     kernels.fill_batch(other, np.empty(100), np.array([0.0, 1.0]), np.uint64(12345), 4, 0)
+    other = other.T
     assert np.array_equal(first, again) and not np.array_equal(first, other)
 
 
@@ -239,3 +240,10 @@ def test_resuming_from_a_snapshot_repeats_the_uninterrupted_run_exactly(dtype):
     assert steps == whole_steps.tolist()
     for name in whole:
         assert np.array_equal(whole[name][len(first_steps) :], np.array(values[name]))
+
+
+def test_vectorisable_exp_and_reciprocal_are_exact_to_an_ulp():
+    for t in np.concatenate([np.linspace(0, 40, 4001), np.geomspace(1e-12, 700, 500)]):
+        assert kernels.exp_neg(t) == pytest.approx(math.exp(-t), rel=4.5e-16, abs=0)
+    for d in np.linspace(1.0, 2.0, 1001):
+        assert kernels._reciprocal(d) == pytest.approx(1.0 / d, rel=2.3e-16, abs=0)
