@@ -79,23 +79,25 @@ def fill_batch(x, y, teacher, key, step, distribution):
         for j in range(n):
             a, b = disk[j, 0], disk[j, 1]
             inverse = 1.0 / (a * a + b * b)
-            x[0, j] = (a * a - b * b) * inverse
-            x[1, j] = 2.0 * a * b * inverse
-    else:
-        _fill_normals(x, k)
-        if distribution == UNIFORM_SPHERE:
-            for j in range(n):
-                norm = 0.0
-                for c in range(dim):
-                    norm += x[c, j] * x[c, j]
-                norm = math.sqrt(norm)
-                for c in range(dim):
-                    x[c, j] /= norm
+            x0, x1 = (a * a - b * b) * inverse, 2.0 * a * b * inverse
+            x[0, j], x[1, j] = x0, x1
+            y[j] = 1.0 if x0 * teacher[0] + x1 * teacher[1] >= 0.0 else -1.0
+        return
+    _fill_normals(x, k)
+    if distribution == UNIFORM_SPHERE:
+        for j in range(n):
+            norm = 0.0
+            for c in range(dim):
+                norm += x[c, j] * x[c, j]
+            norm = math.sqrt(norm)
+            for c in range(dim):
+                x[c, j] /= norm
+    dot = np.zeros(n)
+    for c in range(dim):
+        for j in range(n):
+            dot[j] += x[c, j] * teacher[c]
     for j in range(n):
-        dot = 0.0
-        for c in range(dim):
-            dot += x[c, j] * teacher[c]
-        y[j] = 1.0 if dot >= 0.0 else -1.0
+        y[j] = 1.0 if dot[j] >= 0.0 else -1.0
 
 
 @njit(cache=True)

@@ -44,7 +44,10 @@ def sample(spec: ExperimentSpec, teacher: torch.Tensor, key: int, step: int, siz
         x = normals.reshape(size, spec.dim).to(dtype)
         if spec.distribution == "uniform_sphere":
             x = (x.double() / x.double().norm(dim=1, keepdim=True)).to(dtype)
-    y = torch.where(x.double() @ teacher.double() >= 0, 1.0, -1.0).to(dtype)
+        x64 = x.double()
+    # As in kernels.fill_batch: labels from the float64 points on the circle, else from the
+    # stored points.
+    y = torch.where(x64 @ teacher.double() >= 0, 1.0, -1.0).to(dtype)
     return x, y
 
 
