@@ -17,15 +17,10 @@ class FlowGroup:
 
     metric_names = ("directional_error", "angle", "loss", "norm", "balancedness")
 
-    def __init__(self, specs, resumes) -> None:
-        from worker.engine import initial_layers
-
+    def __init__(self, specs: list[ExperimentSpec], resumes: list[bytes | None]) -> None:
         self.specs = specs
         self.step = _common_step(resumes)
-        self.w = [
-            _start(spec, resume, initial_layers)
-            for spec, resume in zip(specs, resumes, strict=True)
-        ]
+        self.w = [_start(spec, resume) for spec, resume in zip(specs, resumes, strict=True)]
         self.active = np.ones(len(specs), dtype=np.bool_)
         self.errors: list[str | None] = [None] * len(specs)
 
@@ -40,13 +35,15 @@ class FlowGroup:
         self.step = last
         return blocks
 
-    def _advance_member(self, m, spec, logged, last) -> MetricBlock:  # noqa: ANN001
+    def _advance_member(self, m, spec, logged, last) -> MetricBlock:
         values = {name: np.full(len(logged), np.nan) for name in self.metric_names}
         if self.active[m]:
-            times = np.unique(np.concatenate([[self.step], logged, [last]])) * spec.lr
-            path = theory.integrate_flow(self.w[m], spec.depth, np.array(spec.teacher), spec.loss,
-                                  times, spec.distribution)  # fmt: skip
-            at = {round(t / spec.lr): w for t, w in zip(times, path, strict=True)}
+            steps = np.unique(np.concatenate([[self.step], logged, [last]]))
+            path = [self.w[m]]
+            if len(steps) > 1:
+                path = theory.integrate_flow(self.w[m], spec.depth, np.array(spec.teacher),
+                                             spec.loss, spec.lr * steps, spec.distribution)  # fmt: skip
+            at = dict(zip(steps.tolist(), path, strict=True))
             self._fill(values, spec, [at[int(k)] for k in logged])
             self.w[m] = path[-1]
         return MetricBlock(logged.copy(), values, last, lambda: self.snapshot(m))
