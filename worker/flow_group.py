@@ -41,8 +41,10 @@ class FlowGroup:
             steps = np.unique(np.concatenate([[self.step], logged, [last]]))
             path = [self.w[m]]
             if len(steps) > 1:
-                path = theory.integrate_flow(self.w[m], spec.depth, np.array(spec.teacher),
-                                             spec.loss, spec.lr * steps, spec.distribution)  # fmt: skip
+                teacher = np.array(spec.teacher)
+                path = theory.integrate_flow(
+                    self.w[m], spec.depth, teacher, spec.loss, spec.lr * steps, spec.distribution
+                )
             at = dict(zip(steps.tolist(), path, strict=True))
             self._fill(values, spec, [at[int(k)] for k in logged])
             self.w[m] = path[-1]
