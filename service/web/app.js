@@ -275,8 +275,9 @@ function renderRun(id) {
     for (const name of Object.keys(charts)) {
       const s = state.series[name] || { steps: [], values: [] };
       const lines = [{ label: name.replace("_", " "), steps: s.steps, values: toNumbers(s.values), colour: COLOURS[0] }];
-      if (name === "directional_error" && state.theory && !state.range) {
-        lines.push({ label: "flow theory", ...state.theory, colour: COLOURS[1], dash: true });
+      if (name === "directional_error" && state.theory) {
+        const theory = state.range ? clip(state.theory, state.range) : state.theory;
+        lines.push({ label: "flow theory", ...theory, colour: COLOURS[1], dash: true });
       }
       const title = { directional_error: "directional error ‖w/‖w‖ − v‖", loss: "loss", norm: "norm ‖w‖" }[name];
       lineChart(charts[name], name, title, lines, { logX: logX.checked, onZoom: zoom });
@@ -309,6 +310,11 @@ function renderRun(id) {
     draw();
     finished = FINISHED.includes(run.status);
   });
+}
+
+function clip(series, [lo, hi]) {
+  const keep = series.steps.map((step) => step >= lo && step <= hi);
+  return { steps: series.steps.filter((_, i) => keep[i]), values: series.values.filter((_, i) => keep[i]) };
 }
 
 function renderRunHeader(run, head, status) {

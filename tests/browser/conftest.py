@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import contract_api
 from tests.e2e.test_processes import REPO_ROOT, Stack
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -36,6 +37,19 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         running.start_api()
         running.start("worker")
         yield running
+    except BaseException:
+        print(running.logs())
+        raise
+    finally:
+        running.stop_all()
+
+
+@pytest.fixture(scope="module")
+def future_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The API plus stand-ins for #3's sweeps and theory endpoints (see tests/contract_api.py)."""
+    running = Stack(tmp_path_factory.mktemp("future"))
+    try:
+        yield contract_api.start_stack(running)
     except BaseException:
         print(running.logs())
         raise
