@@ -80,9 +80,10 @@ class Client:
         if response.is_success:
             return response.json()
         try:
-            detail = response.json().get("detail", response.text)
+            body = response.json()
         except ValueError:
-            detail = response.text
+            body = response.text
+        detail = body.get("detail", body) if isinstance(body, dict) else body
         missing_route = response.status_code == 405 or detail == "Not Found"
         error = NotSupported if missing_route else ApiError
         raise error(response.status_code, detail)

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import httpx
+import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 
 from tests.browser.test_dashboard import POINTS_SCRIPT, _status, _wait
+from tests.e2e.test_processes import wait_for
 
 SERIES_SCRIPT = "const c = window.dirconv.charts[arguments[0]]; return c ? c.series.length : 0;"
+
+
+@pytest.fixture(scope="module")
+def finished_run(future_api) -> int:
+    experiment_id = httpx.post(f"{future_api.url}/experiments", json={"steps": 4000}).json()["id"]
+    url = f"{future_api.url}/experiments/{experiment_id}"
+    wait_for(lambda: httpx.get(url).json()["status"] == "succeeded")
+    return experiment_id
 
 
 def _fill(browser, element_id: str, text: str) -> None:
@@ -43,8 +54,8 @@ def test_sweep_form_then_compare_by_grid_values_with_theory(future_api, browser,
     screenshot("compare-sweep")
 
 
-def test_run_page_draws_the_theory_curve_dashed(future_api, browser, screenshot):
-    browser.get(f"{future_api.url}/#/runs/4")
+def test_run_page_draws_the_theory_curve_dashed(future_api, finished_run, browser, screenshot):
+    browser.get(f"{future_api.url}/#/runs/{finished_run}")
     _wait(browser, lambda: _status(browser) == "succeeded")
     _wait(browser, lambda: browser.execute_script(SERIES_SCRIPT, "directional_error") == 3)
     dash = browser.execute_script("return window.dirconv.charts.directional_error.series[2].dash")
@@ -52,8 +63,8 @@ def test_run_page_draws_the_theory_curve_dashed(future_api, browser, screenshot)
     screenshot("run-page-theory")
 
 
-def test_dragging_across_a_chart_rereads_that_range(future_api, browser):
-    browser.get(f"{future_api.url}/#/runs/4")
+def test_dragging_across_a_chart_rereads_that_range(future_api, finished_run, browser):
+    browser.get(f"{future_api.url}/#/runs/{finished_run}")
     _wait(browser, lambda: browser.execute_script(SERIES_SCRIPT, "directional_error") == 3)
     plot = browser.find_element(By.CSS_SELECTOR, "#chart-directional_error .u-over")
     ActionChains(browser).move_to_element_with_offset(
