@@ -18,6 +18,10 @@ EXIT_API_ERROR = 1
 EXIT_UNREACHABLE = 3
 
 
+class UsageError(Exception):
+    """Bad command-line input found after parsing (an unreadable spec file)."""
+
+
 def _floats(text: str) -> list[float]:
     return [float(part) for part in text.split(",") if part.strip()]
 
@@ -59,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for field, reason in error.errors:
             print(f"{field}: {reason}", file=sys.stderr)
         return EXIT_API_ERROR
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except httpx.TransportError as error:
         print(f"error: cannot reach the dirconv API at {client.url} ({error})", file=sys.stderr)
         return EXIT_UNREACHABLE
@@ -102,7 +109,7 @@ def _add_spec_flags(parser: argparse.ArgumentParser) -> None:
 
 def spec_from_args(args: argparse.Namespace) -> dict:
     """The spec file's fields, overridden by --set, then by the named flags."""
-    spec = json.loads(args.spec.read_text()) if args.spec else {}
+    spec = _read_spec_file(args.spec) if args.spec else {}
     for assignment in args.set:
         field, _, value = assignment.partition("=")
         spec[field] = _json_or_text(value)
@@ -111,6 +118,16 @@ def spec_from_args(args: argparse.Namespace) -> dict:
     for field in SPEC_FLAGS:
         if getattr(args, field) is not None:
             spec[field] = getattr(args, field)
+    return spec
+
+
+def _read_spec_file(path: Path) -> dict:
+    try:
+        spec = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise UsageError(f"--spec {path}: {error}") from None
+    if not isinstance(spec, dict):
+        raise UsageError(f"--spec {path}: expected a JSON object")
     return spec
 
 

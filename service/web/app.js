@@ -301,7 +301,7 @@ function renderRun(id) {
     let run;
     try { run = await api(`/experiments/${id}`); } catch (error) { showError(app, error); finished = true; return; }
     state.run = run;
-    renderRunHeader(run, head, status);
+    renderRunHeader(run, head, status, speed(state, run));
     errorBox.replaceChildren(run.error ? h("div", { class: "error-box" }, run.error) : "");
     if (specCard.children.length === 1) specCard.append(kvTable(run.spec, "spec"));
     if (run.summary) summaryCard.replaceChildren(h("h2", {}, "Summary"), kvTable(run.summary, "summary-table"));
@@ -317,13 +317,25 @@ function clip(series, [lo, hi]) {
   return { steps: series.steps.filter((_, i) => keep[i]), values: series.values.filter((_, i) => keep[i]) };
 }
 
-function renderRunHeader(run, head, status) {
+// Steps a second since the previous poll, and the time left at that pace.
+function speed(state, run) {
+  const now = performance.now();
+  const last = state.lastPoll;
+  state.lastPoll = { at: now, step: run.progress.step };
+  if (run.status !== "running" || !last || run.progress.step <= last.step) return "";
+  const rate = (1000 * (run.progress.step - last.step)) / (now - last.at);
+  const left = (run.progress.total_steps - run.progress.step) / rate;
+  return `${fmt(Math.round(rate))} steps/s, about ${left < 90 ? `${Math.ceil(left)} s` : `${Math.ceil(left / 60)} min`} left`;
+}
+
+function renderRunHeader(run, head, status, pace) {
   head.replaceChildren(`${run.name}`, h("span", { class: "muted" }, `#${run.id}`), badge(run.status));
   const cancel = h("button", { class: "danger", id: "cancel", onclick: async () => {
     cancel.disabled = true;
     try { await api(`/experiments/${run.id}/cancel`, { method: "POST" }); } catch (error) { alert(error.message); }
   } }, "Cancel run");
   status.replaceChildren(progressBar(run, true),
+    pace ? h("span", { id: "pace" }, pace) : "",
     FINISHED.includes(run.status) ? "" : cancel,
     h("a", { href: `#/compare?ids=${run.id}` }, "compare…"),
     h("span", { class: "muted" }, `created ${new Date(run.created_at).toLocaleString()}`));

@@ -95,3 +95,10 @@ def test_commands_need_an_id(command, capsys):
     with pytest.raises(SystemExit) as exited:
         main([command])
     assert exited.value.code == 2
+
+
+def test_unreadable_spec_file_is_a_usage_error(tmp_path: Path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert main(["--url", "http://127.0.0.1:9", "submit", "--spec", str(bad)]) == 2
+    assert "--spec" in capsys.readouterr().err
