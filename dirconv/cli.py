@@ -371,6 +371,7 @@ def _reproduce(client: Client, args: argparse.Namespace) -> int:
     reproduce_paper(
         client, args.out, depths=depths, steps=args.steps, log_every=args.log_every, seed=args.seed
     )
+    print(f"wrote {args.out / 'figure.png'} and {args.out / 'table.md'}")
     return 0
 
 

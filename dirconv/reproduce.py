@@ -76,7 +76,6 @@ def reproduce_paper(
     out.mkdir(parents=True, exist_ok=True)
     write_figure(curves, out / "figure.png")
     (out / "table.md").write_text(render_table(curves, steps))
-    print(f"wrote {out / 'figure.png'} and {out / 'table.md'}")
     return curves
 
 
