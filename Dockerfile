@@ -6,6 +6,7 @@ ENV PYTHONUNBUFFERED=1 \
 COPY pyproject.toml README.md alembic.ini ./
 COPY service ./service
 COPY worker ./worker
+COPY dirconv ./dirconv
 COPY alembic ./alembic
 RUN python -m pip install --no-cache-dir -e .
 EXPOSE 8000

@@ -5,22 +5,32 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# The dashboard's chart library: an npm package, copied where the API serves it (git-ignored).
+VENDOR := service/web/vendor
+VENDOR_STAMP := $(VENDOR)/.installed-stamp
 
 .PHONY: install run test bench lint format clean
 
-install: $(STAMP)
+install: $(STAMP) $(VENDOR_STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-run: $(STAMP)
+$(VENDOR_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p $(VENDOR)
+	cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css \
+	   node_modules/uplot/LICENSE $(VENDOR)/
+	touch $(VENDOR_STAMP)
+
+run: $(STAMP) $(VENDOR_STAMP)
 	mkdir -p data
 	$(BIN)/alembic upgrade head
 	HOST=$(HOST) PORT=$(PORT) BIN=$(BIN) bash scripts/run.sh
 
-test: $(STAMP)
+test: $(STAMP) $(VENDOR_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
@@ -37,4 +47,4 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info node_modules $(VENDOR)

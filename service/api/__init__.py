@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from service.api import experiments, health, metrics, sweeps, theory
+from service.api import dashboard, experiments, health, metrics, sweeps, theory
 
 api_router = APIRouter()
 api_router.include_router(health.router)
@@ -10,3 +10,4 @@ api_router.include_router(experiments.router)
 api_router.include_router(metrics.router)
 api_router.include_router(sweeps.router)
 api_router.include_router(theory.router)
+api_router.include_router(dashboard.router)

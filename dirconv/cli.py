@@ -1,0 +1,379 @@
+"""`dirconv`: submit, sweep, list, show, watch, metrics, cancel, reproduce-paper."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from dirconv.client import ApiError, Client, NotSupported, default_url
+
+EXIT_API_ERROR = 1
+EXIT_UNREACHABLE = 3
+
+
+class UsageError(Exception):
+    """Bad command-line input found after parsing (an unreadable spec file)."""
+
+
+def _floats(text: str) -> list[float]:
+    return [float(part) for part in text.split(",") if part.strip()]
+
+
+# Spec fields that get their own flag (the API validates; unknown values come back as errors).
+SPEC_FLAGS: dict[str, Callable[[str], Any]] = {
+    "name": str,
+    "depth": int,
+    "width": int,
+    "dim": int,
+    "distribution": str,
+    "teacher": _floats,
+    "loss": str,
+    "optimizer": str,
+    "lr": float,
+    "batch_size": int,
+    "steps": int,
+    "init": str,
+    "init_scale": float,
+    "init_vector": _floats,
+    "n_samples": int,
+    "log_every": int,
+    "seed": int,
+    "device": str,
+    "dtype": str,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `dirconv` command."""
+    args = _parser().parse_args(argv)
+    if not hasattr(args, "handler"):
+        _parser().print_help()
+        return 2
+    client = Client(args.url)
+    try:
+        return args.handler(client, args) or 0
+    except ApiError as error:
+        for field, reason in error.errors:
+            print(f"{field}: {reason}", file=sys.stderr)
+        return EXIT_API_ERROR
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except httpx.TransportError as error:
+        print(f"error: cannot reach the dirconv API at {client.url} ({error})", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        client.close()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dirconv", description=__doc__)
+    parser.add_argument(
+        "--url", default=default_url(), help="API address (env DIRCONV_URL; %(default)s)"
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    _add_submit(commands)
+    _add_sweep(commands)
+    _add_list(commands)
+    _add_show(commands)
+    _add_watch(commands)
+    _add_metrics(commands)
+    _add_cancel(commands)
+    _add_reproduce(commands)
+    return parser
+
+
+def _add_spec_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--spec", type=Path, help="a JSON spec file; flags override its fields")
+    parser.add_argument("--tag", action="append", dest="tags", help="a tag (repeatable)")
+    for field, kind in SPEC_FLAGS.items():
+        flag = "--" + field.replace("_", "-")
+        parser.add_argument(flag, dest=field, type=kind, metavar=field.upper())
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=JSON",
+        help="any other spec field, its value as JSON (repeatable)",
+    )
+
+
+def spec_from_args(args: argparse.Namespace) -> dict:
+    """The spec file's fields, overridden by --set, then by the named flags."""
+    spec = _read_spec_file(args.spec) if args.spec else {}
+    for assignment in args.set:
+        field, _, value = assignment.partition("=")
+        spec[field] = _json_or_text(value)
+    if args.tags:
+        spec["tags"] = args.tags
+    for field in SPEC_FLAGS:
+        if getattr(args, field) is not None:
+            spec[field] = getattr(args, field)
+    return spec
+
+
+def _read_spec_file(path: Path) -> dict:
+    try:
+        spec = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise UsageError(f"--spec {path}: {error}") from None
+    if not isinstance(spec, dict):
+        raise UsageError(f"--spec {path}: expected a JSON object")
+    return spec
+
+
+def _json_or_text(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+# submit
+
+
+def _add_submit(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("submit", help="queue one experiment")
+    _add_spec_flags(parser)
+    parser.add_argument("--watch", action="store_true", help="then watch it to the end")
+    parser.set_defaults(handler=_submit)
+
+
+def _submit(client: Client, args: argparse.Namespace) -> int:
+    run = client.submit(**spec_from_args(args))
+    print(f"submitted experiment {run['id']} ({run['name']}), {run['status']}")
+    return _watch_run(client, run["id"]) if args.watch else 0
+
+
+# sweep
+
+
+def _add_sweep(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("sweep", help="queue one run per grid point")
+    _add_spec_flags(parser)
+    parser.add_argument(
+        "--grid",
+        action="append",
+        required=True,
+        metavar="FIELD=V1,V2,...",
+        help="a grid axis, values as JSON (repeatable), e.g. depth=1,2,3,4",
+    )
+    parser.add_argument("--sweep-name", default="", help="the sweep's name")
+    parser.set_defaults(handler=_sweep)
+
+
+def parse_grid(axes: Sequence[str]) -> dict[str, list]:
+    """`["depth=1,2", "lr=0.1,0.01"]` to `{"depth": [1, 2], "lr": [0.1, 0.01]}`."""
+    grid = {}
+    for axis in axes:
+        field, _, values = axis.partition("=")
+        grid[field.strip()] = [_json_or_text(v.strip()) for v in values.split(",") if v.strip()]
+    return grid
+
+
+def _sweep(client: Client, args: argparse.Namespace) -> int:
+    try:
+        sweep = client.sweep(spec_from_args(args), parse_grid(args.grid), name=args.sweep_name)
+    except NotSupported:
+        print("error: this API has no sweeps yet (POST /sweeps)", file=sys.stderr)
+        return EXIT_API_ERROR
+    ids = ", ".join(str(i) for i in sweep["experiment_ids"])
+    print(f"submitted sweep {sweep['id']}: experiments {ids}")
+    return 0
+
+
+# list / show
+
+
+def _add_list(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("list", help="list experiments, newest first")
+    parser.add_argument("--status")
+    parser.add_argument("--tag")
+    parser.add_argument("--limit", type=int, default=50)
+    parser.set_defaults(handler=_list)
+
+
+LIST_COLUMNS = ("id", "status", "progress", "depth", "loss", "optimizer", "lr", "final_err", "name")
+
+
+def _list(client: Client, args: argparse.Namespace) -> int:
+    page = client.list(status=args.status, tag=args.tag, limit=args.limit)
+    rows = [_list_row(run) for run in page["data"]]
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(LIST_COLUMNS)]
+    for row in [LIST_COLUMNS, *rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    print(f"({len(rows)} of {page['count']})")
+    return 0
+
+
+def _list_row(run: dict) -> tuple[str, ...]:
+    spec, summary = run["spec"], run.get("summary") or {}
+    progress = run["progress"]
+    percent = 100 * progress["step"] / max(progress["total_steps"], 1)
+    final = summary.get("final_directional_error")
+    return (
+        str(run["id"]),
+        run["status"],
+        f"{percent:.0f}%",
+        str(spec.get("depth", "")),
+        str(spec.get("loss", "")),
+        str(spec.get("optimizer", "")),
+        f"{spec.get('lr', '')}",
+        "" if final is None else f"{float(final):.4g}",
+        run["name"],
+    )
+
+
+def _add_show(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("show", help="one experiment: status, spec, summary")
+    parser.add_argument("id", type=int)
+    parser.add_argument("--json", action="store_true", help="print the API's JSON as is")
+    parser.set_defaults(handler=_show)
+
+
+def _show(client: Client, args: argparse.Namespace) -> int:
+    run = client.get(args.id)
+    if args.json:
+        print(json.dumps(run, indent=2))
+        return 0
+    progress = run["progress"]
+    print(f"experiment {run['id']} ({run['name']}): {run['status']}")
+    print(f"  progress  {progress['step']}/{progress['total_steps']}")
+    print(f"  created   {run['created_at']}")
+    if run.get("error"):
+        print(f"  error     {run['error']}")
+    print("spec:")
+    for key, value in run["spec"].items():
+        print(f"  {key:<14}{json.dumps(value)}")
+    _print_summary(run)
+    return 0
+
+
+def _print_summary(run: dict) -> None:
+    if not run.get("summary"):
+        return
+    print("summary:")
+    for key, value in run["summary"].items():
+        print(f"  {key:<24}{json.dumps(value)}")
+
+
+# watch / cancel
+
+
+def _add_watch(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("watch", help="a live progress bar, then the summary")
+    parser.add_argument("id", type=int)
+    parser.set_defaults(handler=lambda client, args: _watch_run(client, args.id))
+
+
+def _watch_run(client: Client, experiment_id: int) -> int:
+    run = client.wait(experiment_id, progress=True)
+    print(f"experiment {run['id']} {run['status']}")
+    if run.get("error"):
+        print(f"  error: {run['error']}")
+    _print_summary(run)
+    return 0 if run["status"] == "succeeded" else EXIT_API_ERROR
+
+
+def _add_cancel(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("cancel", help="cancel a queued or running experiment")
+    parser.add_argument("id", type=int)
+    parser.set_defaults(handler=_cancel)
+
+
+def _cancel(client: Client, args: argparse.Namespace) -> int:
+    run = client.cancel(args.id)
+    print(f"experiment {run['id']}: cancel requested ({run['status']})")
+    return 0
+
+
+# metrics
+
+
+def _add_metrics(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("metrics", help="an experiment's metric series")
+    parser.add_argument("id", type=int)
+    parser.add_argument("--names", help="comma-separated metric names (default: all)")
+    parser.add_argument("--max-points", type=int)
+    parser.add_argument("--start-step", type=int)
+    parser.add_argument("--end-step", type=int)
+    parser.add_argument("--csv", action="store_true", help="CSV: step, then one column a metric")
+    parser.set_defaults(handler=_metrics)
+
+
+def _metrics(client: Client, args: argparse.Namespace) -> int:
+    series = client.metrics(
+        args.id,
+        args.names.split(",") if args.names else None,
+        max_points=args.max_points,
+        start_step=args.start_step,
+        end_step=args.end_step,
+    )
+    if args.csv:
+        _write_csv(series, sys.stdout)
+        return 0
+    for name, (steps, values) in series.items():
+        if len(steps) == 0:
+            print(f"{name}: no points yet")
+            continue
+        print(
+            f"{name}: {len(steps)} points, step {steps[0]}..{steps[-1]}, "
+            f"first {values[0]:.6g}, last {values[-1]:.6g}, min {values.min():.6g}"
+        )
+    return 0
+
+
+def _write_csv(series: dict, stream: Any) -> None:
+    """One row a step; a metric missing at a step is left empty."""
+    names = list(series)
+    table: dict[int, dict[str, float]] = {}
+    for name, (steps, values) in series.items():
+        for step, value in zip(steps.tolist(), values.tolist(), strict=True):
+            table.setdefault(step, {})[name] = value
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(["step", *names])
+    for step in sorted(table):
+        writer.writerow([step, *(_cell(table[step].get(name)) for name in names)])
+
+
+def _cell(value: float | None) -> str:
+    return "" if value is None else repr(value)
+
+
+# reproduce-paper
+
+
+def _add_reproduce(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "reproduce-paper", help="run the paper's depth 1-4 experiment, write figure and table"
+    )
+    parser.add_argument("--out", type=Path, default=Path("reproduction"))
+    parser.add_argument("--depths", default="1,2,3,4", help="comma-separated depths")
+    parser.add_argument("--steps", type=int, default=20_000)
+    parser.add_argument("--log-every", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(handler=_reproduce)
+
+
+def _reproduce(client: Client, args: argparse.Namespace) -> int:
+    from dirconv.reproduce import reproduce_paper
+
+    depths = [int(depth) for depth in args.depths.split(",")]
+    reproduce_paper(
+        client, args.out, depths=depths, steps=args.steps, log_every=args.log_every, seed=args.seed
+    )
+    print(f"wrote {args.out / 'figure.png'} and {args.out / 'table.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""A small Python client for the dirconv HTTP API.
+
+from dirconv import Client
+client = Client()                       # DIRCONV_URL or http://127.0.0.1:8000
+run = client.submit(depth=4, tags=["paper"])
+client.wait(run["id"], progress=True)
+steps, errors = client.metrics(run["id"], ["directional_error"])["directional_error"]
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import httpx
+import numpy as np
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+POLL_SECONDS = 0.5
+TIMEOUT_SECONDS = 30.0
+FINISHED = ("succeeded", "failed", "canceled")
+
+Series = tuple[np.ndarray, np.ndarray]
+
+
+class ApiError(Exception):
+    """The API answered with an error; `errors` lists (field, reason) pairs."""
+
+    def __init__(self, status_code: int, detail: Any) -> None:
+        self.status_code = status_code
+        self.detail = detail
+        self.errors = _field_errors(detail)
+        super().__init__("; ".join(f"{field}: {reason}" for field, reason in self.errors))
+
+
+class NotSupported(ApiError):
+    """The API has no such endpoint (404/405 on a route that is not there yet)."""
+
+
+def _field_errors(detail: Any) -> list[tuple[str, str]]:
+    """FastAPI's 422 detail as (dotted field, message); other details as ("error", text)."""
+    if isinstance(detail, list):
+        pairs = []
+        for item in detail:
+            loc = [str(part) for part in item.get("loc", []) if part not in ("body", "query")]
+            pairs.append((".".join(loc) or "request", str(item.get("msg", item))))
+        return pairs
+    return [("error", str(detail))]
+
+
+def default_url() -> str:
+    return os.environ.get("DIRCONV_URL", DEFAULT_URL).rstrip("/")
+
+
+def to_array(values: Iterable[Any]) -> np.ndarray:
+    """JSON values to floats; the API spells non-finite values "NaN", "Infinity", "-Infinity"."""
+    return np.array([float(value) for value in values], dtype=np.float64)
+
+
+class Client:
+    """Talks to one dirconv API; every method raises `ApiError` on an error answer."""
+
+    def __init__(self, url: str | None = None, timeout: float = TIMEOUT_SECONDS) -> None:
+        self.url = (url or default_url()).rstrip("/")
+        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, path, **kwargs)
+        if response.is_success:
+            return response.json()
+        try:
+            body = response.json()
+        except ValueError:
+            body = response.text
+        detail = body.get("detail", body) if isinstance(body, dict) else body
+        missing_route = response.status_code == 405 or detail == "Not Found"
+        error = NotSupported if missing_route else ApiError
+        raise error(response.status_code, detail)
+
+    # Experiments
+
+    def submit(self, **spec: Any) -> dict:
+        """Queue an experiment; unset fields take the paper's defaults. Returns the experiment."""
+        return self._request("POST", "/experiments", json=spec)
+
+    def get(self, experiment_id: int) -> dict:
+        return self._request("GET", f"/experiments/{experiment_id}")
+
+    def list(self, status: str | None = None, tag: str | None = None, limit: int = 100) -> dict:
+        """`{"data": [...], "count": total}`, newest first."""
+        params = {"status": status, "tag": tag, "limit": limit}
+        return self._request(
+            "GET", "/experiments", params={k: v for k, v in params.items() if v is not None}
+        )
+
+    def cancel(self, experiment_id: int) -> dict:
+        return self._request("POST", f"/experiments/{experiment_id}/cancel")
+
+    def metrics(
+        self,
+        experiment_id: int,
+        names: Sequence[str] | str | None = None,
+        *,
+        max_points: int | None = None,
+        start_step: int | None = None,
+        end_step: int | None = None,
+    ) -> dict[str, Series]:
+        """Each metric as (steps, values) numpy arrays."""
+        if isinstance(names, str):
+            names = [names]
+        params = {
+            "names": ",".join(names) if names else None,
+            "max_points": max_points,
+            "start_step": start_step,
+            "end_step": end_step,
+        }
+        body = self._request(
+            "GET",
+            f"/experiments/{experiment_id}/metrics",
+            params={k: v for k, v in params.items() if v is not None},
+        )
+        return {
+            name: (np.array(series["steps"], dtype=np.int64), to_array(series["values"]))
+            for name, series in body["series"].items()
+        }
+
+    def theory(self, experiment_id: int, max_points: int | None = None) -> Series | None:
+        """The flow-theory directional error for a run, or None where the API cannot give it."""
+        params = {"max_points": max_points} if max_points else {}
+        try:
+            body = self._request("GET", f"/experiments/{experiment_id}/theory", params=params)
+        except ApiError as error:
+            if error.status_code in (404, 405, 422):
+                return None
+            raise
+        return np.array(body["steps"], dtype=np.int64), to_array(body["directional_error"])
+
+    def wait(
+        self,
+        experiment_id: int,
+        progress: bool = False,
+        poll: float = POLL_SECONDS,
+        timeout: float | None = None,
+    ) -> dict:
+        """Poll until the run ends; with `progress`, show a bar with steps/s and ETA."""
+        return self.wait_all([experiment_id], progress=progress, poll=poll, timeout=timeout)[0]
+
+    def wait_all(
+        self,
+        experiment_ids: Sequence[int],
+        progress: bool = False,
+        poll: float = POLL_SECONDS,
+        timeout: float | None = None,
+    ) -> list[dict]:
+        """Poll until every run ends; one bar sums their steps."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        bar = None
+        while True:
+            runs = [self.get(experiment_id) for experiment_id in experiment_ids]
+            done = sum(run["progress"]["step"] for run in runs)
+            total = sum(run["progress"]["total_steps"] for run in runs)
+            if progress:
+                bar = bar or _progress_bar(total, runs)
+                bar.update(max(0, done - bar.n))
+            if all(run["status"] in FINISHED for run in runs):
+                if bar is not None:
+                    bar.close()
+                return runs
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"runs {list(experiment_ids)} still going after {timeout}s")
+            time.sleep(poll)
+
+    # Sweeps (issue #3; `NotSupported` until the API has them)
+
+    def sweep(self, base: dict | None = None, grid: dict | None = None, name: str = "") -> dict:
+        """Queue one run per point of `grid` ({field: [values]}) over `base`."""
+        body = {"name": name or "sweep", "base": base or {}, "grid": grid or {}}
+        return self._request("POST", "/sweeps", json=body)
+
+    def get_sweep(self, sweep_id: int) -> dict:
+        return self._request("GET", f"/sweeps/{sweep_id}")
+
+    def sweep_metrics(
+        self, sweep_id: int, name: str = "directional_error", max_points: int | None = None
+    ) -> list[dict]:
+        """Each member: experiment_id, grid_values and (steps, values) arrays under "series"."""
+        params: dict[str, Any] = {"name": name}
+        if max_points:
+            params["max_points"] = max_points
+        body = self._request("GET", f"/sweeps/{sweep_id}/metrics", params=params)
+        return [
+            {
+                "experiment_id": member["experiment_id"],
+                "grid_values": member.get("grid_values", {}),
+                "series": (np.array(member["steps"]), to_array(member["values"])),
+            }
+            for member in body["members"]
+        ]
+
+
+def _progress_bar(total: int, runs: list[dict]):  # noqa: ANN202
+    from tqdm import tqdm
+
+    label = f"run {runs[0]['id']}" if len(runs) == 1 else f"{len(runs)} runs"
+    return tqdm(total=total, desc=label, unit="step", unit_scale=True, dynamic_ncols=True)
