@@ -30,7 +30,7 @@ def test_submit_watch_then_show_and_metrics_csv(api, capsys):
     assert code == 0 and "depth         3" in out
     code, out, _ = _run(api, capsys, "metrics", experiment_id, "--csv", "--max-points", "5")
     rows = out.strip().splitlines()
-    assert rows[0] == "step,directional_error,angle,loss,norm"
+    assert rows[0] == "step,directional_error,angle,loss,norm,balancedness"
     assert len(rows) == 6 and rows[1].startswith("0,0.632")
 
 

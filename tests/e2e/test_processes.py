@@ -154,3 +154,19 @@ def test_api_process_rejects_bad_specs_and_stores_nothing(stack):
         response = httpx.post(f"{stack.url}/experiments", json=body)
         assert response.status_code == 422
     assert httpx.get(f"{stack.url}/experiments").json()["count"] == 0
+
+
+def test_depth_sweep_over_http_shows_deeper_converges_faster(stack):
+    stack.start_api()
+    stack.start("worker")
+    body = {"name": "depths", "base": {"steps": 4000, "log_every": 50},
+            "grid": {"depth": [1, 2, 3, 4]}}  # fmt: skip
+    created = httpx.post(f"{stack.url}/sweeps", json=body)
+    assert created.status_code == 201, created.text
+    sweep_url = f"{stack.url}/sweeps/{created.json()['id']}"
+    wait_for(lambda: httpx.get(sweep_url).json()["counts"]["succeeded"] == 4)
+    members = httpx.get(f"{sweep_url}/metrics", params={"name": "directional_error"}).json()
+    at_4000 = {
+        m["grid_values"]["depth"]: m["values"][m["steps"].index(4000)] for m in members["members"]
+    }
+    assert at_4000[1] > at_4000[2] > at_4000[3] > at_4000[4]
