@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from service.inits import DATA_SALT, SAMPLE_SALT, initial_layers, stream_key
-from service.spec import LOGGED_METRICS, ExperimentSpec
+from service.spec import LOGGED_METRICS, ExperimentSpec, data_key
 from worker import engine, kernels
 from worker.rng import torch_square_points, torch_step_key
 
@@ -51,8 +52,20 @@ def sample(spec: ExperimentSpec, teacher: torch.Tensor, key: int, step: int, siz
     return x, y
 
 
+@dataclass
+class _Stack:
+    """Members of one shape (depth, width), their layers stacked on a leading axis."""
+
+    members: list[int]
+    layers: list[torch.Tensor]  # layer i: (members, rows_i, cols_i)
+    lr: torch.Tensor  # (members, 1, 1)
+    logistic: torch.Tensor  # (members, 1), bool
+    stream: torch.Tensor  # (members,), index into the group's data streams
+
+
 class TorchGroup:
-    """Members trained with torch tensors on one device; interface of engine.Group."""
+    """Members trained as stacked torch tensors on one device (the CUDA path); the interface
+    of engine.Group. Members of equal shape step together in batched matrix products."""
 
     def __init__(self, specs, resumes, device: torch.device | None = None) -> None:
         self.specs = specs
@@ -61,85 +74,141 @@ class TorchGroup:
         self.dtype = getattr(torch, first.dtype)
         self.metric_names = LOGGED_METRICS[first.optimizer]
         self.step = engine._common_step(resumes)
-        self.layers = [
-            self._initial(spec, resume) for spec, resume in zip(specs, resumes, strict=True)
-        ]
-        self.teachers = [torch.tensor(s.teacher, dtype=torch.float64, device=self.device)
-                         for s in specs]  # fmt: skip
-        salt = SAMPLE_SALT if first.optimizer == "gd" else DATA_SALT
-        self.keys = [stream_key(spec.seed, salt) for spec in specs]
-        self.fixed = (
-            [self._batch(m, 0) for m in range(len(specs))] if first.optimizer == "gd" else None
-        )
+        self._make_streams(first)
+        arrays = [initial_layers(spec) if resume is None else engine._load_snapshot(resume)[1]
+                  for spec, resume in zip(specs, resumes, strict=True)]  # fmt: skip
+        shapes: dict[tuple, list[int]] = {}
+        for m, spec in enumerate(specs):
+            shapes.setdefault((spec.depth, spec.width), []).append(m)
+        self.stacks = [self._stack(members, arrays) for members in shapes.values()]
         self.active = np.ones(len(specs), dtype=np.bool_)
         self.errors: list[str | None] = [None] * len(specs)
 
-    def _initial(self, spec, resume) -> list[torch.Tensor]:
-        arrays = initial_layers(spec) if resume is None else engine._load_snapshot(resume)[1]
-        return [torch.tensor(a, dtype=self.dtype, device=self.device) for a in arrays]
+    def _make_streams(self, first: ExperimentSpec) -> None:
+        streams: dict[tuple, int] = {}
+        self.stream_of = [streams.setdefault(data_key(spec), len(streams)) for spec in self.specs]
+        salt = SAMPLE_SALT if first.optimizer == "gd" else DATA_SALT
+        self.stream_specs = [self.specs[self.stream_of.index(s)] for s in range(len(streams))]
+        self.keys = [stream_key(spec.seed, salt) for spec in self.stream_specs]
+        self.teachers = torch.tensor([spec.teacher for spec in self.stream_specs],
+                                     dtype=torch.float64, device=self.device)  # fmt: skip
+        self.size = first.n_samples if first.optimizer == "gd" else first.batch_size
+        self.fixed = self._sample(0) if first.optimizer == "gd" else None
 
-    def _batch(self, m: int, step: int):
-        spec = self.specs[m]
-        size = spec.n_samples if spec.optimizer == "gd" else spec.batch_size
-        return sample(spec, self.teachers[m], self.keys[m], step, size, self.dtype)
+    def _sample(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every stream's batch at `step`: x (streams, n, dim), y (streams, n)."""
+        batches = [
+            sample(spec, self.teachers[s], self.keys[s], step, self.size, self.dtype)
+            for s, spec in enumerate(self.stream_specs)
+        ]
+        return torch.stack([x for x, _ in batches]), torch.stack([y for _, y in batches])
+
+    def _stack(self, members: list[int], arrays: list[list[np.ndarray]]) -> _Stack:
+        like = {"dtype": self.dtype, "device": self.device}
+        depth = len(arrays[members[0]])
+        layers = [torch.tensor(np.stack([arrays[m][i] for m in members]), **like)
+                  for i in range(depth)]  # fmt: skip
+        lr = torch.tensor([self.specs[m].lr for m in members], **like).reshape(-1, 1, 1)
+        logistic = torch.tensor([self.specs[m].loss == "logistic" for m in members],
+                                device=self.device).reshape(-1, 1)  # fmt: skip
+        stream = torch.tensor([self.stream_of[m] for m in members], device=self.device)
+        return _Stack(members, layers, lr, logistic, stream)
 
     def advance(self, count: int) -> list[engine.MetricBlock]:
         spec = self.specs[0]
-        steps, rows = [], [[] for _ in self.specs]
+        steps, rows = [], []
         for _ in range(count):
             logs = self.step % spec.log_every == 0 or self.step == spec.steps
+            x, y = self.fixed if self.fixed is not None else self._sample(self.step)
+            row = torch.full((len(self.specs), len(kernels.COLUMNS)), math.nan,
+                             dtype=torch.float64, device=self.device)  # fmt: skip
+            for stack in self.stacks:
+                self._stack_step(stack, x, y, row if logs else None)
             if logs:
                 steps.append(self.step)
-            for m in np.flatnonzero(self.active):
-                row = self._member_step(m, logs)
-                if logs:
-                    rows[m].append(row)
+                rows.append(row)
             if self.step == spec.steps:
                 break
             self.step += 1
         self._check_finite()
+        table = torch.stack(rows).cpu().numpy() if rows else np.empty((0, len(self.specs), 6))
         logged = np.array(steps, dtype=np.int64)
-        return [self._block(m, logged, rows[m]) for m in range(len(self.specs))]
+        return [self._block(m, logged, table[:, m]) for m in range(len(self.specs))]
 
-    def _member_step(self, m: int, logs: bool) -> torch.Tensor | None:
-        x, y = self.fixed[m] if self.fixed is not None else self._batch(m, self.step)
-        loss, grads, w = engine.loss_and_gradients(self.layers[m], x, y, self.specs[m].loss)
-        row = self._metrics(m, w, loss, y * (x @ w)) if logs else None
-        if self.step < self.specs[m].steps:
-            for layer, grad in zip(self.layers[m], grads, strict=True):
-                layer.sub_(self.specs[m].lr * grad)
-        return row
+    def _stack_step(self, stack: _Stack, x, y, row: torch.Tensor | None) -> None:
+        xs, ys = x[stack.stream], y[stack.stream]  # (members, n, dim), (members, n)
+        suffix = [torch.ones(len(stack.members), 1, dtype=self.dtype, device=self.device)]
+        for layer in reversed(stack.layers):
+            suffix.append(torch.bmm(layer.transpose(1, 2), suffix[-1].unsqueeze(2)).squeeze(2))
+        suffix.reverse()
+        w = suffix[0]
+        margins = ys * torch.bmm(xs, w.unsqueeze(2)).squeeze(2)
+        values, slopes = _losses(margins, stack.logistic)
+        g = (xs * (slopes * ys).unsqueeze(2)).mean(dim=1)
+        if row is not None:
+            row[stack.members] = self._metrics(stack, w, values.mean(dim=1), margins)
+        if self.step < self.specs[0].steps:
+            self._update(stack, suffix, g)
 
-    def _metrics(self, m, w, loss, margins) -> torch.Tensor:
+    def _update(self, stack: _Stack, suffix: list[torch.Tensor], g: torch.Tensor) -> None:
+        active = torch.tensor(self.active[stack.members], device=self.device).reshape(-1, 1, 1)
+        h = g
+        for i, layer in enumerate(stack.layers):
+            grad = suffix[i + 1].unsqueeze(2) * h.unsqueeze(1)
+            h = torch.bmm(layer, h.unsqueeze(2)).squeeze(2)
+            layer.sub_(stack.lr * active * grad)
+
+    def _metrics(self, stack: _Stack, w, loss, margins) -> torch.Tensor:
+        teacher = self.teachers[stack.stream]
         w64 = w.double()
-        norm = w64.norm()
-        error = (w64 / norm - self.teachers[m]).norm()
+        norm = w64.norm(dim=1)
+        error = (w64 / norm.unsqueeze(1) - teacher).norm(dim=1)
         angle = 2 * torch.asin(torch.clamp(error / 2, max=1.0))
-        accuracy = (margins > 0).double().mean()
-        return torch.stack([error, angle, loss.double(), norm, self._balancedness(m), accuracy])
+        accuracy = (margins > 0).double().mean(dim=1)
+        columns = [error, angle, loss.double(), norm, self._balancedness(stack), accuracy]
+        return torch.stack(columns, dim=1)
 
-    def _balancedness(self, m: int) -> torch.Tensor:
-        layers = [layer.double() for layer in self.layers[m]]
-        gaps = [(up.T @ up - low @ low.T).norm() for low, up in itertools.pairwise(layers)]
+    def _balancedness(self, stack: _Stack) -> torch.Tensor:
+        layers = [layer.double() for layer in stack.layers]
+        gaps = [
+            (up.transpose(1, 2) @ up - low @ low.transpose(1, 2)).flatten(1).norm(dim=1)
+            for low, up in itertools.pairwise(layers)
+        ]
         if not gaps:
-            return torch.zeros((), dtype=torch.float64, device=self.device)
-        return torch.stack(gaps).max()
+            return torch.zeros(len(stack.members), dtype=torch.float64, device=self.device)
+        return torch.stack(gaps, dim=1).max(dim=1).values
 
-    def _block(self, m: int, steps: np.ndarray, rows: list) -> engine.MetricBlock:
-        table = torch.stack(rows).cpu().numpy() if rows else np.full((len(steps), 6), np.nan)
+    def _block(self, m: int, steps: np.ndarray, table: np.ndarray) -> engine.MetricBlock:
         columns = dict(zip(kernels.COLUMNS, table.T, strict=True))
         columns["train_loss"], columns["train_accuracy"] = columns["loss"], columns["accuracy"]
         values = {name: np.ascontiguousarray(columns[name]) for name in self.metric_names}
         return engine.MetricBlock(steps, values, self.step, lambda: self.snapshot(m))
 
     def _check_finite(self) -> None:
-        for m in np.flatnonzero(self.active):
-            if not all(bool(torch.isfinite(layer).all()) for layer in self.layers[m]):
-                self.active[m] = False
-                self.errors[m] = (
-                    f"training diverged: parameters became non-finite by step {self.step};"
-                    " try a smaller lr"
-                )
+        for stack in self.stacks:
+            finite = torch.stack([layer.isfinite().flatten(1).all(dim=1) for layer in stack.layers])
+            for local in torch.nonzero(~finite.all(dim=0)).flatten().tolist():
+                m = stack.members[local]
+                if self.active[m]:
+                    self.active[m] = False
+                    self.errors[m] = (
+                        f"training diverged: parameters became non-finite by step {self.step};"
+                        " try a smaller lr"
+                    )
+
+    def layers(self, m: int) -> list[np.ndarray]:
+        for stack in self.stacks:
+            if m in stack.members:
+                local = stack.members.index(m)
+                return [layer[local].cpu().numpy() for layer in stack.layers]
+        raise KeyError(m)
 
     def snapshot(self, m: int) -> bytes:
-        return engine._save_snapshot(self.step, [layer.cpu().numpy() for layer in self.layers[m]])
+        return engine._save_snapshot(self.step, self.layers(m))
+
+
+def _losses(margins: torch.Tensor, logistic: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-example loss and slope l'(m), logistic or exponential member by member."""
+    soft, sigmoid = torch.nn.functional.softplus(-margins), torch.sigmoid(-margins)
+    exponential = torch.exp(-margins)
+    return torch.where(logistic, soft, exponential), torch.where(logistic, -sigmoid, -exponential)

@@ -247,3 +247,20 @@ def test_vectorisable_exp_and_reciprocal_are_exact_to_an_ulp():
         assert kernels.exp_neg(t) == pytest.approx(math.exp(-t), rel=4.5e-16, abs=0)
     for d in np.linspace(1.0, 2.0, 1001):
         assert kernels._reciprocal(d) == pytest.approx(1.0 / d, rel=2.3e-16, abs=0)
+
+
+def test_stacked_torch_group_matches_the_kernels_member_by_member():
+    base = {"steps": 30, "log_every": 6, "dtype": "float64", "dim": 3, "batch_size": 200}
+    variants = [
+        {"depth": 1}, {"depth": 3, "width": 4}, {"depth": 3, "width": 4, "loss": "exponential"},
+        {"depth": 3, "width": 4, "seed": 7, "lr": 0.01}, {"depth": 2, "width": 2, "seed": 7},
+    ]  # fmt: skip
+    specs = [ExperimentSpec(**base, **variant) for variant in variants]
+    kernel = engine.Group(specs, [None] * len(specs)).advance(40)
+    stacked = TorchGroup(specs, [None] * len(specs), device=torch.device("cpu"))
+    assert len(stacked.stacks) == 3
+    reference = stacked.advance(40)
+    for ours, theirs in zip(kernel, reference, strict=True):
+        assert ours.steps.tolist() == theirs.steps.tolist()
+        for name, values in ours.values.items():
+            assert np.allclose(values, theirs.values[name], rtol=1e-12, atol=1e-14), name
