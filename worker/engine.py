@@ -6,11 +6,11 @@ loss L = mean l(y w.x) with g = dL/dw = mean l'(y w.x) y x:
     dL/dW_i = s_i h_(i-1)^T,  s_i = (W_N ... W_(i+1))^T,  h_(i-1) = W_(i-1) ... W_1 g,
 so two chains of matrix-vector products give every layer's gradient, and s_0 = w.
 
-Runs are trained in groups (`Group`): members that share dim, dtype, device and data recipe
-step together in one compiled call (worker/kernels.py) on the CPU, or member by member with
-torch on CUDA. Data come from a counter-based stream (worker/rng.py) keyed by the seed, so a
-member's metrics do not depend on which group it ran in, and members that differ only in
-model or optimiser fields (depth, width, init, lr, loss) see the same batches.
+Runs are trained in groups (`Group`): members sharing dim, dtype, device and data recipe step
+together in one compiled call (worker/kernels.py) on the CPU, or as stacked torch tensors on
+CUDA (worker/torch_group.py). Data come from a counter-based stream (worker/rng.py) keyed by
+the seed, so a member's metrics do not depend on which group it ran in, and members that
+differ only in model or optimiser fields (depth, width, init, lr, loss) see the same batches.
 """
 
 from __future__ import annotations
@@ -120,8 +120,8 @@ class Group:
         layers = [initial_layers(spec) for spec in specs]
         for m, resume in enumerate(resumes):
             if resume is not None:
-                layers[m] = _load_snapshot(resume)[1]
-        self.step = _common_step(resumes)
+                layers[m] = load_snapshot(resume)[1]
+        self.step = common_step(resumes)
         self._pack(layers)
         self._make_streams(first)
         self.active = np.ones(len(specs), dtype=np.bool_)
@@ -133,12 +133,14 @@ class Group:
         self.rows = np.zeros((members, depth_max), dtype=np.int64)
         self.cols = np.zeros((members, depth_max), dtype=np.int64)
         self.offset = np.zeros((members, depth_max), dtype=np.int64)
-        position = 0
+        position, self.spans = 0, []
         for m, member in enumerate(layers):
+            start = position
             for i, layer in enumerate(member):
                 self.rows[m, i], self.cols[m, i] = layer.shape
                 self.offset[m, i] = position
                 position += layer.size
+            self.spans.append((start, position))
         self.params = np.empty(position, dtype=self.dtype)
         for m, member in enumerate(layers):
             for i, layer in enumerate(member):
@@ -195,17 +197,10 @@ class Group:
 
     def _check_finite(self) -> None:
         for m in np.flatnonzero(self.active):
-            start = self.offset[m, 0]
-            end = (
-                self.offset[m, self.depth[m] - 1]
-                + self.rows[m, self.depth[m] - 1] * self.cols[m, self.depth[m] - 1]
-            )
+            start, end = self.spans[m]
             if not np.isfinite(self.params[start:end]).all():
                 self.active[m] = False
-                self.errors[m] = (
-                    f"training diverged: parameters became non-finite by step {self.step};"
-                    " try a smaller lr"
-                )
+                self.errors[m] = diverged(self.step)
 
     def layers(self, m: int) -> list[np.ndarray]:
         return [
@@ -216,23 +211,27 @@ class Group:
         ]
 
     def snapshot(self, m: int) -> bytes:
-        return _save_snapshot(self.step, self.layers(m))
+        return save_snapshot(self.step, self.layers(m))
 
 
-def _save_snapshot(step: int, arrays: list[np.ndarray]) -> bytes:
+def diverged(step: int) -> str:
+    return f"training diverged: parameters became non-finite by step {step}; try a smaller lr"
+
+
+def save_snapshot(step: int, arrays: list[np.ndarray]) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, step=step, **{f"array_{i}": array for i, array in enumerate(arrays)})
     return buffer.getvalue()
 
 
-def _load_snapshot(snapshot: bytes) -> tuple[int, list[np.ndarray]]:
+def load_snapshot(snapshot: bytes) -> tuple[int, list[np.ndarray]]:
     with np.load(io.BytesIO(snapshot)) as saved:
         count = sum(name.startswith("array_") for name in saved.files)
         return int(saved["step"]), [saved[f"array_{i}"] for i in range(count)]
 
 
-def _common_step(resumes: list[bytes | None]) -> int:
-    steps = {0 if resume is None else _load_snapshot(resume)[0] for resume in resumes}
+def common_step(resumes: list[bytes | None]) -> int:
+    steps = {0 if resume is None else load_snapshot(resume)[0] for resume in resumes}
     if len(steps) != 1:
         raise ValueError("members of a group must resume from the same step")
     return steps.pop()

@@ -9,7 +9,7 @@ import numpy as np
 from service import theory
 from service.inits import end_to_end, initial_layers
 from service.spec import ExperimentSpec
-from worker.engine import MetricBlock, _common_step, _load_snapshot, _save_snapshot
+from worker.engine import MetricBlock, common_step, load_snapshot, save_snapshot
 
 
 class FlowGroup:
@@ -19,7 +19,7 @@ class FlowGroup:
 
     def __init__(self, specs: list[ExperimentSpec], resumes: list[bytes | None]) -> None:
         self.specs = specs
-        self.step = _common_step(resumes)
+        self.step = common_step(resumes)
         self.w = [_start(spec, resume) for spec, resume in zip(specs, resumes, strict=True)]
         self.active = np.ones(len(specs), dtype=np.bool_)
         self.errors: list[str | None] = [None] * len(specs)
@@ -63,10 +63,10 @@ class FlowGroup:
             values["balancedness"][i] = 0.0
 
     def snapshot(self, m: int) -> bytes:
-        return _save_snapshot(self.step, [self.w[m]])
+        return save_snapshot(self.step, [self.w[m]])
 
 
 def _start(spec: ExperimentSpec, resume: bytes | None) -> np.ndarray:
     if resume is not None:
-        return _load_snapshot(resume)[1][0]
+        return load_snapshot(resume)[1][0]
     return end_to_end(initial_layers(spec))

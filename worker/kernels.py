@@ -276,7 +276,7 @@ def train_block(
 ):  # fmt: skip
     """Run `count` iterations from `step`: log the state when due, then update (the final
     step only logs). Returns (rows logged, step reached). Inactive members are skipped."""
-    members, streams = depth.shape[0], keys.shape[0]
+    members, streams, dim = depth.shape[0], keys.shape[0], x.shape[1]
     width = 1
     for m in range(members):
         for i in range(depth[m]):
@@ -299,10 +299,11 @@ def train_block(
                 continue
             s = stream_of[m]
             _suffix_chain(params, offset, rows, cols, m, depth[m], suffix)
-            batch_loss, accuracy = _batch_pass(x[s], y[s], suffix[0], loss[m], g, scratch, logs)
+            w = suffix[0, :dim]  # the scratch row is as wide as the widest layer
+            batch_loss, accuracy = _batch_pass(x[s], y[s], w, loss[m], g, scratch, logs)
             if logs:
                 bal = balancedness(params, offset, rows, cols, m, depth[m])
-                _log_row(out, logged, m, suffix[0], teachers[s], batch_loss, accuracy, bal)
+                _log_row(out, logged, m, w, teachers[s], batch_loss, accuracy, bal)
             if step < total_steps:
                 _update(params, offset, rows, cols, m, depth[m], lr[m], suffix, g, h, h_next)
         logged += logs

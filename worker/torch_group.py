@@ -73,9 +73,9 @@ class TorchGroup:
         self.device = device or engine.resolve_device(first.device)
         self.dtype = getattr(torch, first.dtype)
         self.metric_names = LOGGED_METRICS[first.optimizer]
-        self.step = engine._common_step(resumes)
+        self.step = engine.common_step(resumes)
         self._make_streams(first)
-        arrays = [initial_layers(spec) if resume is None else engine._load_snapshot(resume)[1]
+        arrays = [initial_layers(spec) if resume is None else engine.load_snapshot(resume)[1]
                   for spec, resume in zip(specs, resumes, strict=True)]  # fmt: skip
         shapes: dict[tuple, list[int]] = {}
         for m, spec in enumerate(specs):
@@ -191,10 +191,7 @@ class TorchGroup:
                 m = stack.members[local]
                 if self.active[m]:
                     self.active[m] = False
-                    self.errors[m] = (
-                        f"training diverged: parameters became non-finite by step {self.step};"
-                        " try a smaller lr"
-                    )
+                    self.errors[m] = engine.diverged(self.step)
 
     def layers(self, m: int) -> list[np.ndarray]:
         for stack in self.stacks:
@@ -204,7 +201,7 @@ class TorchGroup:
         raise KeyError(m)
 
     def snapshot(self, m: int) -> bytes:
-        return engine._save_snapshot(self.step, self.layers(m))
+        return engine.save_snapshot(self.step, self.layers(m))
 
 
 def _losses(margins: torch.Tensor, logistic: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
