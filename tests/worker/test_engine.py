@@ -64,6 +64,7 @@ KERNEL_CASES = [
     {"depth": 3, "width": 5, "dim": 3, "loss": "exponential"},
     {"depth": 2, "dim": 4, "distribution": "gaussian", "init": "gaussian", "init_scale": 0.5},
     {"depth": 5, "width": 1, "init": "balanced", "init_scale": 2.0},
+    {"depth": 3, "width": 9},
     {"depth": 2, "optimizer": "gd", "n_samples": 64, "dim": 3},
 ]
 
