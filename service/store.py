@@ -1,16 +1,14 @@
-"""Queries the API makes: experiments and their metrics."""
+"""Queries the API makes about experiments (metrics live in service/metric_store.py)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
-import numpy as np
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from service.models import Experiment, ExperimentTag, MetricPoint, utcnow
-from service.schemas import ExperimentRead, Progress, Series
+from service.models import Experiment, ExperimentTag, utcnow
+from service.schemas import ExperimentRead, Progress
 from service.spec import ExperimentSpec
 
 
@@ -79,34 +77,3 @@ def to_read(experiment: Experiment) -> ExperimentRead:
         error=experiment.error,
         summary=experiment.summary,
     )
-
-
-def read_series(
-    session: Session,
-    experiment_id: int,
-    name: str,
-    *,
-    start_step: int | None,
-    end_step: int | None,
-    max_points: int | None,
-) -> Series:
-    """One metric's points in [start_step, end_step], thinned to at most `max_points`."""
-    query = select(MetricPoint.step, MetricPoint.value).where(
-        MetricPoint.experiment_id == experiment_id, MetricPoint.name == name
-    )
-    if start_step is not None:
-        query = query.where(MetricPoint.step >= start_step)
-    if end_step is not None:
-        query = query.where(MetricPoint.step <= end_step)
-    rows = session.execute(query.order_by(MetricPoint.step)).all()
-    if max_points is not None and len(rows) > max_points:
-        rows = [rows[i] for i in _evenly_spaced(len(rows), max_points)]
-    return Series(
-        steps=[step for step, _ in rows],
-        values=[math.nan if value is None else value for _, value in rows],
-    )
-
-
-def _evenly_spaced(count: int, keep: int) -> list[int]:
-    """`keep` indices spread evenly over range(count), first and last included."""
-    return np.unique(np.linspace(0, count - 1, keep).round().astype(int)).tolist()

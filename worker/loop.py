@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 
+import numpy as np
 import torch
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
@@ -24,30 +25,40 @@ log = logging.getLogger("dirconv.worker")
 
 
 class MetricBuffer:
-    """Holds metric points and writes them in bulk, by size or after `flush_seconds`."""
+    """Holds metric blocks as arrays and writes them in bulk, by size or after `flush_seconds`."""
 
     def __init__(self, db: Engine, experiment_id: int, settings: Settings) -> None:
         self.db, self.experiment_id, self.settings = db, experiment_id, settings
-        self.points: list[tuple[str, int, float]] = []
+        self.blocks: list[MetricBlock] = []
+        self.pending = 0
         self.last_flush = time.monotonic()
         self.cancel_requested = False
         self.step = 0
 
     def add(self, block: MetricBlock) -> None:
-        steps = block.steps.tolist()
-        for name, values in block.values.items():
-            self.points.extend(zip([name] * len(steps), steps, values.tolist(), strict=True))
+        self.blocks.append(block)
+        self.pending += len(block.steps) * len(block.values)
         self.step = block.step
 
     def due(self) -> bool:
         overdue = time.monotonic() - self.last_flush >= self.settings.flush_seconds
-        return overdue or len(self.points) >= self.settings.flush_points
+        return overdue or self.pending >= self.settings.flush_points
 
     def flush(self) -> None:
         self.cancel_requested = queue.record_progress(
-            self.db, self.experiment_id, self.points, self.step
+            self.db, self.experiment_id, self._series(), self.step
         )
-        self.points, self.last_flush = [], time.monotonic()
+        self.blocks, self.pending, self.last_flush = [], 0, time.monotonic()
+
+    def _series(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        if not self.blocks:
+            return {}
+        steps = np.concatenate([block.steps for block in self.blocks])
+        names = self.blocks[0].values
+        return {
+            name: (steps, np.concatenate([block.values[name] for block in self.blocks]))
+            for name in names
+        }
 
 
 class Worker:

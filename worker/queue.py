@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, select, update
 
+from service import metric_store
 from service.db import IMMEDIATE
-from service.models import Experiment, MetricPoint, utcnow
+from service.models import Experiment, utcnow
 
 
 @dataclass
@@ -54,16 +53,12 @@ def claim_next(engine: Engine, worker_id: str) -> Claimed | None:
 
 
 def record_progress(
-    engine: Engine, experiment_id: int, points: Iterable[tuple[str, int, float]], step: int
+    engine: Engine, experiment_id: int, points: metric_store.Points, step: int
 ) -> bool:
-    """Store metric points and the step reached; True if the user asked to cancel the run."""
-    rows = [
-        {"experiment_id": experiment_id, "name": name, "step": s, "value": _storable(value)}
-        for name, s, value in points
-    ]
+    """Store metric points ({name: (steps, values)} arrays or (name, step, value) tuples;
+    idempotent per step) and the step reached; True if the user asked to cancel the run."""
     with _write(engine) as connection, connection.begin():
-        if rows:
-            connection.execute(insert(MetricPoint), rows)
+        metric_store.write_points(connection, experiment_id, points)
         connection.execute(
             update(Experiment).where(Experiment.id == experiment_id).values(progress_step=step)
         )
@@ -72,10 +67,6 @@ def record_progress(
                 select(Experiment.cancel_requested).where(Experiment.id == experiment_id)
             )
         )
-
-
-def _storable(value: float) -> float | None:
-    return None if math.isnan(value) else value
 
 
 def finish(
@@ -107,7 +98,7 @@ def requeue(engine: Engine, experiment_id: int) -> None:
         )
         if canceled.rowcount:
             return
-        connection.execute(delete(MetricPoint).where(MetricPoint.experiment_id == experiment_id))
+        metric_store.delete_points(connection, experiment_id)
         connection.execute(
             update(Experiment)
             .where(*running)

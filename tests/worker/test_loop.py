@@ -3,9 +3,7 @@
 import threading
 import time
 
-from sqlalchemy import func, select
-
-from service.models import MetricPoint
+from service import metric_store
 from service.settings import Settings
 from worker.loop import Worker
 
@@ -26,8 +24,7 @@ def _wait_for(predicate, timeout: float = 10.0, interval: float = 0.02):
 
 def _point_count(db, experiment_id: int) -> int:
     with db.connect() as connection:
-        query = select(func.count()).where(MetricPoint.experiment_id == experiment_id)
-        return connection.scalar(query)
+        return metric_store.count_points(connection, experiment_id)
 
 
 def test_worker_runs_a_queued_experiment_to_success(client, db):

@@ -1,0 +1,380 @@
+"""Metric storage: packed chunks of steps, idempotent bulk writes, range reads, downsampling,
+JSON/CSV/Parquet encoding. The layout and its limits are described in docs/metric-store.md.
+
+One row of `metric_chunks` holds the points of one (experiment, metric) whose steps fall in
+[chunk * CHUNK_STEPS, (chunk + 1) * CHUNK_STEPS): the steps as uint16 offsets from the chunk's
+first step and the values as float64, both little-endian, ascending by step. A write merges
+its points into the chunks they touch (a step written again keeps the newest value), so
+replaying a flush after a crash leaves exactly one point per step.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy import Connection, Select, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from service.models import MetricChunk
+
+CHUNK_STEPS = 4096
+"""Steps covered by one chunk row (offsets are uint16, so at most 65536)."""
+MAX_CHUNKS_PER_QUERY = 1000
+"""Chunks read back in one statement while merging a write (bounds the bound parameters)."""
+CSV_BLOCK_ROWS = 8192
+"""Rows formatted per piece of a streamed CSV export."""
+OFFSET_DTYPE = np.dtype("<u2")
+VALUE_DTYPE = np.dtype("<f8")
+NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+"""How NaN and infinities are spelled in JSON strings and CSV fields."""
+
+Spacing = Literal["linear", "log"]
+Points = Mapping[str, tuple[Any, Any]] | Iterable[tuple[str, int, float | None]]
+"""Either {name: (steps, values)} arrays, or (name, step, value) tuples; None means NaN."""
+
+
+@dataclass(frozen=True)
+class SeriesArrays:
+    """One metric's points: int64 steps, strictly ascending, and their float64 values."""
+
+    steps: np.ndarray
+    values: np.ndarray
+
+    @classmethod
+    def empty(cls) -> SeriesArrays:
+        return cls(np.empty(0, np.int64), np.empty(0, np.float64))
+
+    def take(self, indices: np.ndarray) -> SeriesArrays:
+        return SeriesArrays(self.steps[indices], self.values[indices])
+
+
+# Writing
+
+
+def write_points(connection: Connection, experiment_id: int, points: Points) -> int:
+    """Store points inside the caller's transaction; idempotent per (metric, step), the newest
+    value of a step wins. Returns how many distinct points were written."""
+    written = 0
+    for name, (steps, values) in _as_arrays(points).items():
+        series = _sorted_unique(steps, values)
+        if len(series.steps):
+            written += _write_series(connection, experiment_id, name, series)
+    return written
+
+
+def delete_points(connection: Connection, experiment_id: int) -> None:
+    """Drop every metric point of an experiment."""
+    connection.execute(delete(MetricChunk).where(MetricChunk.experiment_id == experiment_id))
+
+
+def count_points(connection: Connection | Session, experiment_id: int) -> int:
+    """How many points an experiment has stored, over all metrics."""
+    query = select(func.coalesce(func.sum(MetricChunk.n_points), 0))
+    return int(connection.scalar(query.where(MetricChunk.experiment_id == experiment_id)) or 0)
+
+
+def _as_arrays(points: Points) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    if isinstance(points, Mapping):
+        return {
+            name: (np.asarray(steps, np.int64), np.asarray(values, np.float64))
+            for name, (steps, values) in points.items()
+        }
+    grouped: dict[str, tuple[list[int], list[float | None]]] = {}
+    for name, step, value in points:
+        steps, values = grouped.setdefault(name, ([], []))
+        steps.append(step)
+        values.append(value)
+    return {
+        name: (np.asarray(steps, np.int64), np.asarray(values, np.float64))
+        for name, (steps, values) in grouped.items()
+    }
+
+
+def _sorted_unique(steps: np.ndarray, values: np.ndarray) -> SeriesArrays:
+    """Sort by step; of repeated steps keep the last one given."""
+    if steps.shape != values.shape or steps.ndim != 1:
+        raise ValueError("steps and values must be 1-d arrays of one length")
+    if len(steps) and steps.min() < 0:
+        raise ValueError("steps must be non-negative")
+    if len(steps) > 1 and not (np.diff(steps) > 0).all():
+        order = np.argsort(steps, kind="stable")
+        steps, values = steps[order], values[order]
+        last_of_run = np.append(steps[1:] != steps[:-1], True)
+        steps, values = steps[last_of_run], values[last_of_run]
+    return SeriesArrays(steps, values)
+
+
+def _write_series(
+    connection: Connection, experiment_id: int, name: str, series: SeriesArrays
+) -> int:
+    chunk_ids = series.steps // CHUNK_STEPS
+    starts = np.flatnonzero(np.r_[True, chunk_ids[1:] != chunk_ids[:-1]])
+    ends = np.r_[starts[1:], len(chunk_ids)]
+    spans = list(zip(starts.tolist(), ends.tolist(), strict=True))
+    written = 0
+    for first in range(0, len(spans), MAX_CHUNKS_PER_QUERY):
+        group = spans[first : first + MAX_CHUNKS_PER_QUERY]
+        touched = [int(chunk_ids[start]) for start, _ in group]
+        old = _existing_chunks(connection, experiment_id, name, touched)
+        rows = []
+        for (start, end), chunk in zip(group, touched, strict=True):
+            part = SeriesArrays(series.steps[start:end], series.values[start:end])
+            if chunk in old:
+                part = _merge(old[chunk], part)
+            rows.append(_pack(experiment_id, name, chunk, part))
+            written += end - start
+        _upsert(connection, rows)
+    return written
+
+
+def _existing_chunks(
+    connection: Connection, experiment_id: int, name: str, chunks: Sequence[int]
+) -> dict[int, SeriesArrays]:
+    """The stored chunks a write touches, locked on PostgreSQL until the transaction ends."""
+    query = _chunk_query(experiment_id, name).where(MetricChunk.chunk.in_(chunks)).with_for_update()
+    return {row[0]: _unpack([row]) for row in connection.execute(query)}
+
+
+def _merge(old: SeriesArrays, new: SeriesArrays) -> SeriesArrays:
+    if old.steps[-1] < new.steps[0]:  # the common case: a run appends to its tail chunk
+        return SeriesArrays(np.r_[old.steps, new.steps], np.r_[old.values, new.values])
+    return _sorted_unique(np.r_[old.steps, new.steps], np.r_[old.values, new.values])
+
+
+def _pack(experiment_id: int, name: str, chunk: int, part: SeriesArrays) -> dict:
+    return {
+        "experiment_id": experiment_id,
+        "name": name,
+        "chunk": chunk,
+        "n_points": len(part.steps),
+        "offsets_u16": (part.steps - chunk * CHUNK_STEPS).astype(OFFSET_DTYPE).tobytes(),
+        "values_f64": part.values.astype(VALUE_DTYPE).tobytes(),
+    }
+
+
+def _upsert(connection: Connection, rows: list[dict]) -> None:
+    """INSERT ... ON CONFLICT DO UPDATE: one statement per batch on SQLite and PostgreSQL."""
+    dialects = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+    if connection.dialect.name not in dialects:
+        raise NotImplementedError(f"metric store: unsupported database {connection.dialect.name}")
+    statement = dialects[connection.dialect.name](MetricChunk)
+    statement = statement.on_conflict_do_update(
+        index_elements=["experiment_id", "name", "chunk"],
+        set_={
+            column: statement.excluded[column]
+            for column in ("n_points", "offsets_u16", "values_f64")
+        },
+    )
+    connection.execute(statement, rows)
+
+
+# Reading
+
+
+def read_series(
+    connection: Connection | Session,
+    experiment_id: int,
+    name: str,
+    *,
+    start_step: int | None = None,
+    end_step: int | None = None,
+) -> SeriesArrays:
+    """One metric's points with start_step <= step <= end_step (bounds optional)."""
+    query = _range(_chunk_query(experiment_id, name), start_step, end_step)
+    return _clip(_unpack(connection.execute(query).all()), start_step, end_step)
+
+
+def read_many(
+    connection: Connection | Session,
+    experiment_ids: Sequence[int],
+    name: str,
+    *,
+    start_step: int | None = None,
+    end_step: int | None = None,
+) -> dict[int, SeriesArrays]:
+    """One metric of many experiments in one query; experiments without points are absent."""
+    query = (
+        select(
+            MetricChunk.experiment_id,
+            MetricChunk.chunk,
+            MetricChunk.offsets_u16,
+            MetricChunk.values_f64,
+        )
+        .where(MetricChunk.experiment_id.in_(experiment_ids), MetricChunk.name == name)
+        .order_by(MetricChunk.experiment_id, MetricChunk.chunk)
+    )
+    rows = connection.execute(_range(query, start_step, end_step)).all()
+    return {
+        experiment_id: _clip(_unpack([row[1:] for row in group]), start_step, end_step)
+        for experiment_id, group in itertools.groupby(rows, key=lambda row: row[0])
+    }
+
+
+def _chunk_query(experiment_id: int, name: str) -> Select:
+    return (
+        select(MetricChunk.chunk, MetricChunk.offsets_u16, MetricChunk.values_f64)
+        .where(MetricChunk.experiment_id == experiment_id, MetricChunk.name == name)
+        .order_by(MetricChunk.chunk)
+    )
+
+
+def _range(query: Select, start_step: int | None, end_step: int | None) -> Select:
+    if start_step is not None:
+        query = query.where(MetricChunk.chunk >= start_step // CHUNK_STEPS)
+    if end_step is not None:
+        query = query.where(MetricChunk.chunk <= end_step // CHUNK_STEPS)
+    return query
+
+
+def _unpack(rows: Sequence[Sequence[Any]]) -> SeriesArrays:
+    """Chunk rows (chunk, offsets, values), ascending by chunk, into one pair of arrays."""
+    if not rows:
+        return SeriesArrays.empty()
+    offsets = np.frombuffer(b"".join(row[1] for row in rows), OFFSET_DTYPE)
+    values = np.frombuffer(b"".join(row[2] for row in rows), VALUE_DTYPE)
+    counts = [len(row[1]) // OFFSET_DTYPE.itemsize for row in rows]
+    bases = np.repeat(np.array([row[0] for row in rows], np.int64) * CHUNK_STEPS, counts)
+    return SeriesArrays(bases + offsets, values.astype(np.float64, copy=False))
+
+
+def _clip(series: SeriesArrays, start_step: int | None, end_step: int | None) -> SeriesArrays:
+    first = 0 if start_step is None else np.searchsorted(series.steps, start_step, "left")
+    last = len(series.steps)
+    if end_step is not None:
+        last = np.searchsorted(series.steps, end_step, "right")
+    if first == 0 and last == len(series.steps):
+        return series
+    return SeriesArrays(series.steps[first:last], series.values[first:last])
+
+
+# Downsampling
+
+
+def downsample(series: SeriesArrays, max_points: int, spacing: Spacing = "linear") -> SeriesArrays:
+    """At most `max_points` points that keep the curve's shape (M4: in each step bucket, the
+    first, last, smallest and largest value). Buckets are equal in step, or in log(1 + step)
+    for `spacing="log"`. NaN never counts as an extreme; +-Infinity does."""
+    count = len(series.steps)
+    if count <= max_points:
+        return series
+    if max_points < 4:
+        return series.take(_evenly_spaced(count, max_points))
+    kept = _m4(series, max_points // 4, spacing)
+    if 2 * len(kept) <= max_points:
+        # Smooth stretches need only first and last per bucket: spend the room on resolution.
+        finer = _m4(series, max_points // 2, spacing)
+        kept = finer if len(finer) <= max_points else kept
+    return series.take(kept)
+
+
+def _m4(series: SeriesArrays, buckets: int, spacing: Spacing) -> np.ndarray:
+    steps, values = series.steps, series.values
+    low, high = float(steps[0]), float(steps[-1]) + 1.0
+    if spacing == "log":
+        edges = np.expm1(np.linspace(np.log1p(low), np.log1p(high), buckets + 1))
+    else:
+        edges = np.linspace(low, high, buckets + 1)
+    starts = np.unique(np.searchsorted(steps, edges[:-1], "left"))
+    starts = starts[starts < len(steps)]
+    starts[0] = 0  # rounding in expm1 must not drop the first point
+    counts = np.diff(np.r_[starts, len(steps)])
+    lasts = starts + counts - 1
+    lows = _first_hit(values, starts, counts, np.fmin)
+    highs = _first_hit(values, starts, counts, np.fmax)
+    return np.unique(np.concatenate([starts, lasts, lows, highs]))
+
+
+def _first_hit(
+    values: np.ndarray, starts: np.ndarray, counts: np.ndarray, reducer: np.ufunc
+) -> np.ndarray:
+    """Index of each bucket's first value equal to its reduction (none for all-NaN buckets)."""
+    extremes = reducer.reduceat(values, starts)
+    hits = np.flatnonzero(values == np.repeat(extremes, counts))
+    owners = np.searchsorted(starts, hits, "right")
+    return hits[np.r_[True, owners[1:] != owners[:-1]]] if len(hits) else hits
+
+
+def _evenly_spaced(count: int, keep: int) -> np.ndarray:
+    """`keep` indices spread evenly over range(count), first and last included."""
+    return np.unique(np.linspace(0, count - 1, keep).round().astype(np.int64))
+
+
+# Encoding
+
+
+def series_json(series: SeriesArrays) -> dict[str, Any]:
+    """{"steps", "values"} for orjson (OPT_SERIALIZE_NUMPY); non-finite values as strings."""
+    values: Any = series.values
+    if not np.isfinite(values).all():
+        values = [_spell(value) for value in values.tolist()]
+    return {"steps": series.steps, "values": values}
+
+
+def dumps(content: Any) -> bytes:
+    """JSON bytes of a response holding numpy arrays."""
+    return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _spell(value: float) -> float | str:
+    return value if value - value == 0 else NON_FINITE[repr(value)]
+
+
+def csv_pieces(named: Mapping[str, SeriesArrays]) -> Iterator[bytes]:
+    """CSV text in pieces: a header `step,<name>...`, then one row per step that any metric
+    logged; an empty field means that metric has no point at that step."""
+    steps, columns = _aligned(named, lambda series: [_csv_field(v) for v in series.values.tolist()])
+    yield (",".join(["step", *named]) + "\r\n").encode()
+    step_text = [str(step) for step in steps.tolist()]
+    for start in range(0, len(step_text), CSV_BLOCK_ROWS):
+        block = slice(start, start + CSV_BLOCK_ROWS)
+        rows = zip(step_text[block], *(column[block] for column in columns), strict=True)
+        yield "".join(",".join(row) + "\r\n" for row in rows).encode()
+
+
+def parquet_bytes(named: Mapping[str, SeriesArrays]) -> bytes:
+    """A Parquet file: column `step` (int64) and one float64 column per metric; null where a
+    metric has no point at that step, NaN and infinities stored as IEEE values."""
+    steps = _union_steps(named)
+    table = {"step": pa.array(steps, pa.int64())}
+    for name, series in named.items():
+        present = np.isin(steps, series.steps, assume_unique=True)
+        column = np.full(len(steps), np.nan)
+        column[present] = series.values
+        table[name] = pa.array(column, pa.float64(), mask=~present)
+    buffer = io.BytesIO()
+    pq.write_table(pa.table(table), buffer)
+    return buffer.getvalue()
+
+
+def _union_steps(named: Mapping[str, SeriesArrays]) -> np.ndarray:
+    steps = [series.steps for series in named.values()]
+    return np.unique(np.concatenate(steps)) if steps else np.empty(0, np.int64)
+
+
+def _aligned(named: Mapping[str, SeriesArrays], fields: Any) -> tuple[np.ndarray, list[list]]:
+    steps = _union_steps(named)
+    columns = []
+    for series in named.values():
+        if np.array_equal(series.steps, steps):
+            columns.append(fields(series))
+            continue
+        column = [""] * len(steps)
+        for position, field in zip(
+            np.searchsorted(steps, series.steps).tolist(), fields(series), strict=True
+        ):
+            column[position] = field
+        columns.append(column)
+    return steps, columns
+
+
+def _csv_field(value: float) -> str:
+    return repr(value) if value - value == 0 else NON_FINITE[repr(value)]
