@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test lint format clean
+.PHONY: install run test lint format clean bench-store
 
 install: $(STAMP)
 
@@ -24,6 +24,9 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+bench-store: $(STAMP)
+	$(BIN)/python -m bench.store
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,42 +1,17 @@
 """The packed metric store on SQLite and, where one answers, a scratch PostgreSQL database."""
 
 import math
-import os
-import uuid
 
 import numpy as np
 import pytest
-from sqlalchemy import create_engine, insert, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import insert
 
 from service import metric_store
 from service.db import make_engine, upgrade_schema
 from service.metric_store import CHUNK_STEPS, SeriesArrays
 from service.models import Experiment
+from tests.service.scratch_postgres import scratch_postgres_url
 from worker import queue
-
-POSTGRES_ADMIN_URL = os.environ.get(
-    "DIRCONV_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-
-
-def _scratch_postgres():
-    """A fresh PostgreSQL database for one test (dropped after), or a skip."""
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"dirconv_store_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError:
-        admin.dispose()
-        pytest.skip("no PostgreSQL at DIRCONV_TEST_POSTGRES_URL")
-    url = admin.url.set(database=name).render_as_string(hide_password=False)
-    try:
-        yield url
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -48,7 +23,7 @@ def store_db(request, tmp_path):
         yield engine
         engine.dispose()
         return
-    for url in _scratch_postgres():
+    for url in scratch_postgres_url():
         upgrade_schema(url)
         engine = make_engine(url)
         yield engine
