@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -28,6 +29,9 @@ from service.models import MetricChunk
 
 CHUNK_STEPS = 4096
 """Steps covered by one chunk row (offsets are uint16, so at most 65536)."""
+SKETCH_STEPS = 64
+"""Width of the slices whose first, last, min and max make a chunk's sketch (divides
+CHUNK_STEPS): downsampled reads whose buckets are at least this wide read only sketches."""
 MAX_CHUNKS_PER_QUERY = 1000
 """Chunks read back in one statement while merging a write (bounds the bound parameters)."""
 CSV_BLOCK_ROWS = 8192
@@ -151,13 +155,19 @@ def _merge(old: SeriesArrays, new: SeriesArrays) -> SeriesArrays:
 
 
 def _pack(experiment_id: int, name: str, chunk: int, part: SeriesArrays) -> dict:
+    offsets = (part.steps - chunk * CHUNK_STEPS).astype(OFFSET_DTYPE)
+    values = part.values.astype(VALUE_DTYPE)
+    slices = offsets // SKETCH_STEPS
+    sketch = _m4_indices(values, np.flatnonzero(np.r_[True, slices[1:] != slices[:-1]]))
     return {
         "experiment_id": experiment_id,
         "name": name,
         "chunk": chunk,
-        "n_points": len(part.steps),
-        "offsets_u16": (part.steps - chunk * CHUNK_STEPS).astype(OFFSET_DTYPE).tobytes(),
-        "values_f64": part.values.astype(VALUE_DTYPE).tobytes(),
+        "n_points": len(offsets),
+        "sketch_offsets_u16": offsets[sketch].tobytes(),
+        "sketch_values_f64": values[sketch].tobytes(),
+        "offsets_u16": offsets.tobytes(),
+        "values_f64": values.tobytes(),
     }
 
 
@@ -171,7 +181,13 @@ def _upsert(connection: Connection, rows: list[dict]) -> None:
         index_elements=["experiment_id", "name", "chunk"],
         set_={
             column: statement.excluded[column]
-            for column in ("n_points", "offsets_u16", "values_f64")
+            for column in (
+                "n_points",
+                "sketch_offsets_u16",
+                "sketch_values_f64",
+                "offsets_u16",
+                "values_f64",
+            )
         },
     )
     connection.execute(statement, rows)
@@ -262,35 +278,122 @@ def _clip(series: SeriesArrays, start_step: int | None, end_step: int | None) ->
 def downsample(series: SeriesArrays, max_points: int, spacing: Spacing = "linear") -> SeriesArrays:
     """At most `max_points` points that keep the curve's shape (M4: in each step bucket, the
     first, last, smallest and largest value). Buckets are equal in step, or in log(1 + step)
-    for `spacing="log"`. NaN never counts as an extreme; +-Infinity does."""
+    for `spacing="log"`; buckets at least SKETCH_STEPS wide start on multiples of SKETCH_STEPS.
+    NaN never counts as an extreme; +-Infinity does."""
     count = len(series.steps)
     if count <= max_points:
         return series
     if max_points < 4:
         return series.take(_evenly_spaced(count, max_points))
-    kept = _m4(series, max_points // 4, spacing)
+    return series.take(_m4_fitting(series, max_points, spacing))
+
+
+def _m4_fitting(series: SeriesArrays, max_points: int, spacing: Spacing) -> np.ndarray:
+    """M4 indices over max_points // 4 buckets, or // 2 when that still fits."""
+    low, high = int(series.steps[0]), int(series.steps[-1])
+    snap_from = _sketch_threshold(low, high, max_points, spacing)
+    kept = _m4(series, _bucket_starts(low, high, max_points // 4, spacing, snap_from))
     if 2 * len(kept) <= max_points:
         # Smooth stretches need only first and last per bucket: spend the room on resolution.
-        finer = _m4(series, max_points // 2, spacing)
+        starts = _bucket_starts(low, high, max_points // 2, spacing, snap_from)
+        finer = _m4(series, starts)
         kept = finer if len(finer) <= max_points else kept
-    return series.take(kept)
+    return kept
 
 
-def _m4(series: SeriesArrays, buckets: int, spacing: Spacing) -> np.ndarray:
-    steps, values = series.steps, series.values
-    low, high = float(steps[0]), float(steps[-1]) + 1.0
+def read_downsampled(
+    connection: Connection | Session,
+    experiment_id: int,
+    name: str,
+    *,
+    max_points: int,
+    spacing: Spacing = "linear",
+    start_step: int | None = None,
+    end_step: int | None = None,
+) -> SeriesArrays:
+    """`downsample(read_series(...))`, the same points, reading raw chunks only where buckets
+    are narrower than SKETCH_STEPS or cut by the range, and sketches elsewhere."""
+    bounds = {"start_step": start_step, "end_step": end_step}
+    query = _range(
+        select(
+            MetricChunk.chunk,
+            MetricChunk.sketch_offsets_u16,
+            MetricChunk.sketch_values_f64,
+            MetricChunk.n_points,
+        ).where(MetricChunk.experiment_id == experiment_id, MetricChunk.name == name),
+        start_step,
+        end_step,
+    ).order_by(MetricChunk.chunk)
+    rows = connection.execute(query).all()
+    sketch = _clip(_unpack(rows), start_step, end_step)
+    if max_points < 4 or sum(row[3] for row in rows) <= max_points or not len(sketch.steps):
+        return downsample(
+            read_series(connection, experiment_id, name, **bounds), max_points, spacing
+        )
+    low, high = int(sketch.steps[0]), int(sketch.steps[-1])
+    # Below the threshold buckets are narrow; one more chunk covers the threshold moving when
+    # the exact first and last steps replace the sketch's.
+    below = _sketch_threshold(low, high, max_points, spacing) + CHUNK_STEPS
+    # The end chunks are read raw too: they give the exact first and last step in range.
+    narrow = [row[0] for row in rows if row[0] * CHUNK_STEPS < below]
+    raw_chunks = list(dict.fromkeys([*narrow, rows[0][0], rows[-1][0]]))
+    raw = _clip(_unpack(_raw_chunks(connection, experiment_id, name, raw_chunks)), **bounds)
+    from_sketch = ~np.isin(sketch.steps // CHUNK_STEPS, raw_chunks)
+    exact_count = len(raw.steps) + sum(row[3] for row in rows if row[0] not in raw_chunks)
+    if exact_count <= max_points:
+        return read_series(connection, experiment_id, name, **bounds)
+    steps = np.r_[sketch.steps[from_sketch], raw.steps]
+    order = np.argsort(steps, kind="stable")
+    combined = SeriesArrays(steps[order], np.r_[sketch.values[from_sketch], raw.values][order])
+    return combined.take(_m4_fitting(combined, max_points, spacing))
+
+
+def _raw_chunks(
+    connection: Connection | Session, experiment_id: int, name: str, chunks: list[int]
+) -> list:
+    if not chunks:
+        return []
+    query = _chunk_query(experiment_id, name).where(MetricChunk.chunk.in_(chunks))
+    return connection.execute(query).all()
+
+
+def _sketch_threshold(low: int, high: int, max_points: int, spacing: Spacing) -> float:
+    """The step from which the finest bucket layout tried is at least SKETCH_STEPS wide."""
+    starts = _raw_bucket_starts(low, high, max(max_points // 2, 1), spacing)
+    narrow = np.flatnonzero(np.diff(np.r_[starts, high + 1.0]) < SKETCH_STEPS)
+    if not len(narrow):
+        return float(low)
+    return float(starts[narrow[-1] + 1]) if narrow[-1] + 1 < len(starts) else math.inf
+
+
+def _raw_bucket_starts(low: int, high: int, buckets: int, spacing: Spacing) -> np.ndarray:
     if spacing == "log":
-        edges = np.expm1(np.linspace(np.log1p(low), np.log1p(high), buckets + 1))
-    else:
-        edges = np.linspace(low, high, buckets + 1)
-    starts = np.unique(np.searchsorted(steps, edges[:-1], "left"))
-    starts = starts[starts < len(steps)]
-    starts[0] = 0  # rounding in expm1 must not drop the first point
-    counts = np.diff(np.r_[starts, len(steps)])
-    lasts = starts + counts - 1
+        return np.expm1(np.linspace(np.log1p(low), np.log1p(high + 1.0), buckets + 1))[:-1]
+    return np.linspace(low, high + 1.0, buckets + 1)[:-1]
+
+
+def _bucket_starts(
+    low: int, high: int, buckets: int, spacing: Spacing, snap_from: float
+) -> np.ndarray:
+    starts = _raw_bucket_starts(low, high, buckets, spacing)
+    wide = starts >= snap_from
+    starts[wide] = np.floor(starts[wide] / SKETCH_STEPS) * SKETCH_STEPS
+    return starts
+
+
+def _m4(series: SeriesArrays, bucket_starts: np.ndarray) -> np.ndarray:
+    """Indices of each bucket's first, last, smallest and largest point, ascending."""
+    starts = np.unique(np.searchsorted(series.steps, bucket_starts, "left"))
+    starts = starts[starts < len(series.steps)]
+    starts[0] = 0  # rounding in expm1 or snapping must not drop the first point
+    return _m4_indices(series.values, starts)
+
+
+def _m4_indices(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    counts = np.diff(np.r_[starts, len(values)])
     lows = _first_hit(values, starts, counts, np.fmin)
     highs = _first_hit(values, starts, counts, np.fmax)
-    return np.unique(np.concatenate([starts, lasts, lows, highs]))
+    return np.unique(np.concatenate([starts, starts + counts - 1, lows, highs]))
 
 
 def _first_hit(

@@ -87,6 +87,8 @@ class MetricChunk(Base):
 
     `offsets_u16` holds each logged step minus `chunk * CHUNK_STEPS` as little-endian uint16,
     ascending; `values_f64` the matching values as little-endian float64 (NaN and infinities kept).
+    The sketch columns hold the same for a subset: in each SKETCH_STEPS-wide slice of the chunk,
+    the first, last, smallest and largest point (what downsampled reads of long ranges need).
     """
 
     __tablename__ = "metric_chunks"
@@ -97,5 +99,7 @@ class MetricChunk(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     chunk: Mapped[int] = mapped_column(Integer, primary_key=True)
     n_points: Mapped[int] = mapped_column(Integer)
+    sketch_offsets_u16: Mapped[bytes] = mapped_column(LargeBinary)
+    sketch_values_f64: Mapped[bytes] = mapped_column(LargeBinary)
     offsets_u16: Mapped[bytes] = mapped_column(LargeBinary)
     values_f64: Mapped[bytes] = mapped_column(LargeBinary)

@@ -20,6 +20,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 CHUNK_STEPS = 4096
+SKETCH_STEPS = 64
 INSERT_BATCH = 1000
 
 metric_points = sa.table(
@@ -35,6 +36,8 @@ metric_chunks = sa.table(
     sa.column("name", sa.String()),
     sa.column("chunk", sa.Integer()),
     sa.column("n_points", sa.Integer()),
+    sa.column("sketch_offsets_u16", sa.LargeBinary()),
+    sa.column("sketch_values_f64", sa.LargeBinary()),
     sa.column("offsets_u16", sa.LargeBinary()),
     sa.column("values_f64", sa.LargeBinary()),
 )
@@ -47,6 +50,8 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("chunk", sa.Integer(), nullable=False),
         sa.Column("n_points", sa.Integer(), nullable=False),
+        sa.Column("sketch_offsets_u16", sa.LargeBinary(), nullable=False),
+        sa.Column("sketch_values_f64", sa.LargeBinary(), nullable=False),
         sa.Column("offsets_u16", sa.LargeBinary(), nullable=False),
         sa.Column("values_f64", sa.LargeBinary(), nullable=False),
         sa.ForeignKeyConstraint(["experiment_id"], ["experiments.id"], ondelete="CASCADE"),
@@ -81,14 +86,31 @@ def _packed(connection: sa.Connection) -> Iterator[dict]:
         starts = np.flatnonzero(np.r_[True, chunks[1:] != chunks[:-1]]).tolist()
         for start, end in zip(starts, [*starts[1:], len(steps)], strict=True):
             chunk = int(chunks[start])
+            offsets = (steps[start:end] - chunk * CHUNK_STEPS).astype("<u2")
+            sketch = _sketch(offsets, values[start:end])
             yield {
                 "experiment_id": experiment_id,
                 "name": name,
                 "chunk": chunk,
                 "n_points": end - start,
-                "offsets_u16": (steps[start:end] - chunk * CHUNK_STEPS).astype("<u2").tobytes(),
+                "sketch_offsets_u16": offsets[sketch].tobytes(),
+                "sketch_values_f64": values[start:end][sketch].astype("<f8").tobytes(),
+                "offsets_u16": offsets.tobytes(),
                 "values_f64": values[start:end].astype("<f8").tobytes(),
             }
+
+
+def _sketch(offsets: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Indices of the first, last, smallest and largest point of each SKETCH_STEPS slice."""
+    slices = offsets // SKETCH_STEPS
+    starts = np.flatnonzero(np.r_[True, slices[1:] != slices[:-1]])
+    counts = np.diff(np.r_[starts, len(values)])
+    kept = [starts, starts + counts - 1]
+    for reducer in (np.fmin, np.fmax):
+        hits = np.flatnonzero(values == np.repeat(reducer.reduceat(values, starts), counts))
+        owners = np.searchsorted(starts, hits, "right")
+        kept.append(hits[np.r_[True, owners[1:] != owners[:-1]]] if len(hits) else hits)
+    return np.unique(np.concatenate(kept))
 
 
 def downgrade() -> None:

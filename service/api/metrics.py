@@ -39,11 +39,18 @@ def read_metrics(
     spacing: SpacingQuery = "linear",
 ) -> Response:
     """Read metric series (while the run goes on too), optionally a step range, downsampled."""
-    named = _read_named(session, experiment_id, names, start_step, end_step)
-    series = {
-        name: metric_store.series_json(_thin(data, max_points, spacing))
-        for name, data in named.items()
-    }
+    chosen = _checked(session, experiment_id, names, start_step, end_step)
+    bounds = {"start_step": start_step, "end_step": end_step}
+    if max_points is None:
+        named = {n: metric_store.read_series(session, experiment_id, n, **bounds) for n in chosen}
+    else:
+        named = {
+            name: metric_store.read_downsampled(
+                session, experiment_id, name, max_points=max_points, spacing=spacing, **bounds
+            )
+            for name in chosen
+        }
+    series = {name: metric_store.series_json(data) for name, data in named.items()}
     content = {"experiment_id": experiment_id, "series": series}
     return Response(metric_store.dumps(content), media_type="application/json")
 
@@ -119,15 +126,25 @@ def _read_named(
     start_step: int | None,
     end_step: int | None,
 ) -> dict[str, metric_store.SeriesArrays]:
+    bounds = {"start_step": start_step, "end_step": end_step}
+    return {
+        name: metric_store.read_series(session, experiment_id, name, **bounds)
+        for name in _checked(session, experiment_id, names, start_step, end_step)
+    }
+
+
+def _checked(
+    session: Session,
+    experiment_id: int,
+    names: str | None,
+    start_step: int | None,
+    end_step: int | None,
+) -> list[str]:
+    """The metric names asked for, once the query and the experiment are known good."""
     chosen = _parse_names(names)
     _check_range(start_step, end_step)
     get_experiment_or_404(session, experiment_id)
-    return {
-        name: metric_store.read_series(
-            session, experiment_id, name, start_step=start_step, end_step=end_step
-        )
-        for name in chosen
-    }
+    return chosen
 
 
 def _thin(

@@ -133,11 +133,11 @@ def test_downsampling_keeps_first_last_and_every_buckets_extremes(spacing):
 
 
 def test_linear_downsampling_holds_each_buckets_min_and_max():
-    series = _random_walk(100_000, seed=1)
+    series = _random_walk(102_400, seed=1)
     thin = metric_store.downsample(series, 400, "linear")
     kept = set(thin.steps.tolist())
-    for bucket in np.array_split(np.arange(100_000), 100):
-        # 400 points: 100 buckets of 1000 steps (or 200 of 500, which nest inside these).
+    for bucket in np.array_split(np.arange(102_400), 100):
+        # 400 points: 100 buckets of 1024 steps (or 200 of 512, which nest inside these).
         low = bucket[0] + int(np.argmin(series.values[bucket]))
         high = bucket[0] + int(np.argmax(series.values[bucket]))
         assert low in kept and high in kept
@@ -148,3 +148,37 @@ def test_small_series_and_tiny_budgets():
     assert metric_store.downsample(series, 10) is series
     assert metric_store.downsample(series, 2).steps.tolist() == [0, 9]
     assert len(metric_store.downsample(series, 3).steps) == 3
+
+
+@pytest.mark.parametrize(
+    ("bounds", "max_points", "spacing"),
+    [
+        ({}, 1000, "linear"),
+        ({}, 1000, "log"),
+        ({}, 40, "linear"),
+        ({}, 5000, "log"),
+        ({"start_step": 3001, "end_step": 150_007}, 700, "linear"),
+        ({"start_step": 10_000}, 300, "log"),
+        ({"end_step": 9_000}, 100, "linear"),
+        ({"start_step": 5, "end_step": 700}, 2000, "linear"),
+        ({}, 3, "linear"),
+    ],
+)
+def test_sketch_reads_return_exactly_the_points_of_a_full_read(
+    store_db, bounds, max_points, spacing
+):
+    experiment_id = _experiment(store_db)
+    walk = _random_walk(200_000, seed=2)
+    keep = np.random.default_rng(3).random(200_000) > 0.2  # gaps, as with log_every or crashes
+    walk.values[[10, 60_001, 60_002]] = [math.nan, math.inf, -math.inf]
+    walk.values[70_000:70_100] = math.nan
+    _write(store_db, experiment_id, {"loss": (walk.steps[keep], walk.values[keep])})
+    expected = metric_store.downsample(
+        _read(store_db, experiment_id, **bounds), max_points, spacing
+    )
+    with store_db.connect() as connection:
+        got = metric_store.read_downsampled(
+            connection, experiment_id, "loss", max_points=max_points, spacing=spacing, **bounds
+        )
+    assert len(got.steps) <= max_points
+    _same(got, expected.steps, expected.values)
