@@ -10,6 +10,7 @@ replaying a flush after a crash leaves exactly one point per step.
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import math
@@ -21,7 +22,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sqlalchemy import Connection, Select, delete, func, select
+from sqlalchemy import Connection, Insert, Select, bindparam, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -67,12 +68,21 @@ class SeriesArrays:
 def write_points(connection: Connection, experiment_id: int, points: Points) -> int:
     """Store points inside the caller's transaction; idempotent per (metric, step), the newest
     value of a step wins. Returns how many distinct points were written."""
-    written = 0
-    for name, (steps, values) in _as_arrays(points).items():
-        series = _sorted_unique(steps, values)
-        if len(series.steps):
-            written += _write_series(connection, experiment_id, name, series)
-    return written
+    parts = {
+        (name, chunk): part
+        for name, (steps, values) in _as_arrays(points).items()
+        for chunk, part in _by_chunk(_sorted_unique(steps, values))
+    }
+    keys = list(parts)
+    for first in range(0, len(keys), MAX_CHUNKS_PER_QUERY):
+        group = keys[first : first + MAX_CHUNKS_PER_QUERY]
+        old = _existing_chunks(connection, experiment_id, group)
+        rows = [
+            _pack(experiment_id, name, chunk, _merge(old.get((name, chunk)), parts[name, chunk]))
+            for name, chunk in group
+        ]
+        _upsert(connection, rows)
+    return sum(len(part.steps) for part in parts.values())
 
 
 def delete_points(connection: Connection, experiment_id: int) -> None:
@@ -117,48 +127,62 @@ def _sorted_unique(steps: np.ndarray, values: np.ndarray) -> SeriesArrays:
     return SeriesArrays(steps, values)
 
 
-def _write_series(
-    connection: Connection, experiment_id: int, name: str, series: SeriesArrays
-) -> int:
+def _run_starts(keys: np.ndarray) -> np.ndarray:
+    """Where each run of equal keys begins."""
+    if not len(keys):
+        return np.empty(0, np.int64)
+    return np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+
+
+def _by_chunk(series: SeriesArrays) -> list[tuple[int, SeriesArrays]]:
     chunk_ids = series.steps // CHUNK_STEPS
-    starts = np.flatnonzero(np.r_[True, chunk_ids[1:] != chunk_ids[:-1]])
-    ends = np.r_[starts[1:], len(chunk_ids)]
-    spans = list(zip(starts.tolist(), ends.tolist(), strict=True))
-    written = 0
-    for first in range(0, len(spans), MAX_CHUNKS_PER_QUERY):
-        group = spans[first : first + MAX_CHUNKS_PER_QUERY]
-        touched = [int(chunk_ids[start]) for start, _ in group]
-        old = _existing_chunks(connection, experiment_id, name, touched)
-        rows = []
-        for (start, end), chunk in zip(group, touched, strict=True):
-            part = SeriesArrays(series.steps[start:end], series.values[start:end])
-            if chunk in old:
-                part = _merge(old[chunk], part)
-            rows.append(_pack(experiment_id, name, chunk, part))
-            written += end - start
-        _upsert(connection, rows)
-    return written
+    starts = _run_starts(chunk_ids).tolist()
+    ends = [*starts[1:], len(chunk_ids)]
+    return [
+        (int(chunk_ids[start]), SeriesArrays(series.steps[start:end], series.values[start:end]))
+        for start, end in zip(starts, ends, strict=True)
+    ]
+
+
+_EXISTING = (
+    select(MetricChunk.name, MetricChunk.chunk, MetricChunk.offsets_u16, MetricChunk.values_f64)
+    .where(
+        MetricChunk.experiment_id == bindparam("experiment_id"),
+        MetricChunk.name.in_(bindparam("names", expanding=True)),
+        MetricChunk.chunk.in_(bindparam("chunks", expanding=True)),
+    )
+    .with_for_update()
+)
+"""The stored chunks a write touches (a superset), locked on PostgreSQL until commit; built
+once, as statement construction would cost more than the merge itself."""
 
 
 def _existing_chunks(
-    connection: Connection, experiment_id: int, name: str, chunks: Sequence[int]
-) -> dict[int, SeriesArrays]:
-    """The stored chunks a write touches, locked on PostgreSQL until the transaction ends."""
-    query = _chunk_query(experiment_id, name).where(MetricChunk.chunk.in_(chunks)).with_for_update()
-    return {row[0]: _unpack([row]) for row in connection.execute(query)}
+    connection: Connection, experiment_id: int, keys: Sequence[tuple[str, int]]
+) -> dict[tuple[str, int], SeriesArrays]:
+    params = {
+        "experiment_id": experiment_id,
+        "names": sorted({name for name, _ in keys}),
+        "chunks": sorted({chunk for _, chunk in keys}),
+    }
+    return {(row[0], row[1]): _unpack([row[1:]]) for row in connection.execute(_EXISTING, params)}
 
 
-def _merge(old: SeriesArrays, new: SeriesArrays) -> SeriesArrays:
+def _merge(old: SeriesArrays | None, new: SeriesArrays) -> SeriesArrays:
+    if old is None:
+        return new
+    steps = np.concatenate([old.steps, new.steps])
+    values = np.concatenate([old.values, new.values])
     if old.steps[-1] < new.steps[0]:  # the common case: a run appends to its tail chunk
-        return SeriesArrays(np.r_[old.steps, new.steps], np.r_[old.values, new.values])
-    return _sorted_unique(np.r_[old.steps, new.steps], np.r_[old.values, new.values])
+        return SeriesArrays(steps, values)
+    return _sorted_unique(steps, values)
 
 
 def _pack(experiment_id: int, name: str, chunk: int, part: SeriesArrays) -> dict:
     offsets = (part.steps - chunk * CHUNK_STEPS).astype(OFFSET_DTYPE)
     values = part.values.astype(VALUE_DTYPE)
     slices = offsets // SKETCH_STEPS
-    sketch = _m4_indices(values, np.flatnonzero(np.r_[True, slices[1:] != slices[:-1]]))
+    sketch = _m4_indices(values, _run_starts(slices))
     return {
         "experiment_id": experiment_id,
         "name": name,
@@ -173,24 +197,20 @@ def _pack(experiment_id: int, name: str, chunk: int, part: SeriesArrays) -> dict
 
 def _upsert(connection: Connection, rows: list[dict]) -> None:
     """INSERT ... ON CONFLICT DO UPDATE: one statement per batch on SQLite and PostgreSQL."""
-    dialects = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
-    if connection.dialect.name not in dialects:
-        raise NotImplementedError(f"metric store: unsupported database {connection.dialect.name}")
-    statement = dialects[connection.dialect.name](MetricChunk)
-    statement = statement.on_conflict_do_update(
+    connection.execute(_upsert_statement(connection.dialect.name), rows)
+
+
+@functools.cache
+def _upsert_statement(dialect: str) -> Insert:
+    inserts = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+    if dialect not in inserts:
+        raise NotImplementedError(f"metric store: unsupported database {dialect}")
+    statement = inserts[dialect](MetricChunk)
+    columns = ("n_points", "sketch_offsets_u16", "sketch_values_f64", "offsets_u16", "values_f64")
+    return statement.on_conflict_do_update(
         index_elements=["experiment_id", "name", "chunk"],
-        set_={
-            column: statement.excluded[column]
-            for column in (
-                "n_points",
-                "sketch_offsets_u16",
-                "sketch_values_f64",
-                "offsets_u16",
-                "values_f64",
-            )
-        },
+        set_={column: statement.excluded[column] for column in columns},
     )
-    connection.execute(statement, rows)
 
 
 # Reading
@@ -390,7 +410,7 @@ def _m4(series: SeriesArrays, bucket_starts: np.ndarray) -> np.ndarray:
 
 
 def _m4_indices(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    counts = np.diff(np.r_[starts, len(values)])
+    counts = np.diff(starts, append=len(values))
     lows = _first_hit(values, starts, counts, np.fmin)
     highs = _first_hit(values, starts, counts, np.fmax)
     return np.unique(np.concatenate([starts, starts + counts - 1, lows, highs]))
@@ -403,7 +423,7 @@ def _first_hit(
     extremes = reducer.reduceat(values, starts)
     hits = np.flatnonzero(values == np.repeat(extremes, counts))
     owners = np.searchsorted(starts, hits, "right")
-    return hits[np.r_[True, owners[1:] != owners[:-1]]] if len(hits) else hits
+    return hits[_run_starts(owners)]
 
 
 def _evenly_spaced(count: int, keep: int) -> np.ndarray:
