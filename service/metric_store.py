@@ -263,7 +263,7 @@ def _chunk_query(experiment_id: int, name: str) -> Select:
     )
 
 
-def _range(query: Select, start_step: int | None, end_step: int | None) -> Select:
+def _range(query: Select, start_step: int | None = None, end_step: int | None = None) -> Select:
     if start_step is not None:
         query = query.where(MetricChunk.chunk >= start_step // CHUNK_STEPS)
     if end_step is not None:
@@ -282,7 +282,9 @@ def _unpack(rows: Sequence[Sequence[Any]]) -> SeriesArrays:
     return SeriesArrays(bases + offsets, values.astype(np.float64, copy=False))
 
 
-def _clip(series: SeriesArrays, start_step: int | None, end_step: int | None) -> SeriesArrays:
+def _clip(
+    series: SeriesArrays, start_step: int | None = None, end_step: int | None = None
+) -> SeriesArrays:
     first = 0 if start_step is None else np.searchsorted(series.steps, start_step, "left")
     last = len(series.steps)
     if end_step is not None:
@@ -334,38 +336,42 @@ def read_downsampled(
     """`downsample(read_series(...))`, the same points, reading raw chunks only where buckets
     are narrower than SKETCH_STEPS or cut by the range, and sketches elsewhere."""
     bounds = {"start_step": start_step, "end_step": end_step}
-    query = _range(
-        select(
-            MetricChunk.chunk,
-            MetricChunk.sketch_offsets_u16,
-            MetricChunk.sketch_values_f64,
-            MetricChunk.n_points,
-        ).where(MetricChunk.experiment_id == experiment_id, MetricChunk.name == name),
-        start_step,
-        end_step,
-    ).order_by(MetricChunk.chunk)
-    rows = connection.execute(query).all()
-    sketch = _clip(_unpack(rows), start_step, end_step)
+    rows = connection.execute(_range(_sketch_query(experiment_id, name), **bounds)).all()
+    sketch = _clip(_unpack(rows), **bounds)
     if max_points < 4 or sum(row[3] for row in rows) <= max_points or not len(sketch.steps):
-        return downsample(
-            read_series(connection, experiment_id, name, **bounds), max_points, spacing
-        )
-    low, high = int(sketch.steps[0]), int(sketch.steps[-1])
-    # Below the threshold buckets are narrow; one more chunk covers the threshold moving when
-    # the exact first and last steps replace the sketch's.
-    below = _sketch_threshold(low, high, max_points, spacing) + CHUNK_STEPS
-    # The end chunks are read raw too: they give the exact first and last step in range.
-    narrow = [row[0] for row in rows if row[0] * CHUNK_STEPS < below]
-    raw_chunks = list(dict.fromkeys([*narrow, rows[0][0], rows[-1][0]]))
+        series = read_series(connection, experiment_id, name, **bounds)
+        return downsample(series, max_points, spacing)
+    raw_chunks = _chunks_to_read_raw(rows, sketch, max_points, spacing)
     raw = _clip(_unpack(_raw_chunks(connection, experiment_id, name, raw_chunks)), **bounds)
-    from_sketch = ~np.isin(sketch.steps // CHUNK_STEPS, raw_chunks)
-    exact_count = len(raw.steps) + sum(row[3] for row in rows if row[0] not in raw_chunks)
-    if exact_count <= max_points:
+    if len(raw.steps) + sum(row[3] for row in rows if row[0] not in raw_chunks) <= max_points:
         return read_series(connection, experiment_id, name, **bounds)
-    steps = np.r_[sketch.steps[from_sketch], raw.steps]
+    from_sketch = ~np.isin(sketch.steps // CHUNK_STEPS, raw_chunks)
+    steps = np.concatenate([sketch.steps[from_sketch], raw.steps])
+    values = np.concatenate([sketch.values[from_sketch], raw.values])
     order = np.argsort(steps, kind="stable")
-    combined = SeriesArrays(steps[order], np.r_[sketch.values[from_sketch], raw.values][order])
+    combined = SeriesArrays(steps[order], values[order])
     return combined.take(_m4_fitting(combined, max_points, spacing))
+
+
+def _sketch_query(experiment_id: int, name: str) -> Select:
+    columns = (MetricChunk.sketch_offsets_u16, MetricChunk.sketch_values_f64, MetricChunk.n_points)
+    return (
+        select(MetricChunk.chunk, *columns)
+        .where(MetricChunk.experiment_id == experiment_id, MetricChunk.name == name)
+        .order_by(MetricChunk.chunk)
+    )
+
+
+def _chunks_to_read_raw(
+    rows: Sequence[Sequence[Any]], sketch: SeriesArrays, max_points: int, spacing: Spacing
+) -> list[int]:
+    """The chunks whose sketch cannot stand in for them: where buckets are narrower than a
+    sketch slice (plus one chunk, as the exact first and last steps may move that border),
+    and the range's first and last chunk (they hold its exact first and last step)."""
+    low, high = int(sketch.steps[0]), int(sketch.steps[-1])
+    below = _sketch_threshold(low, high, max_points, spacing) + CHUNK_STEPS
+    narrow = [row[0] for row in rows if row[0] * CHUNK_STEPS < below]
+    return list(dict.fromkeys([*narrow, rows[0][0], rows[-1][0]]))
 
 
 def _raw_chunks(
@@ -380,7 +386,7 @@ def _raw_chunks(
 def _sketch_threshold(low: int, high: int, max_points: int, spacing: Spacing) -> float:
     """The step from which the finest bucket layout tried is at least SKETCH_STEPS wide."""
     starts = _raw_bucket_starts(low, high, max(max_points // 2, 1), spacing)
-    narrow = np.flatnonzero(np.diff(np.r_[starts, high + 1.0]) < SKETCH_STEPS)
+    narrow = np.flatnonzero(np.diff(starts, append=high + 1.0) < SKETCH_STEPS)
     if not len(narrow):
         return float(low)
     return float(starts[narrow[-1] + 1]) if narrow[-1] + 1 < len(starts) else math.inf

@@ -45,6 +45,12 @@ def list_experiments(
     return rows, count or 0
 
 
+def existing_ids(session: Session, experiment_ids: Sequence[int]) -> set[int]:
+    """Those of `experiment_ids` that name an experiment."""
+    query = select(Experiment.id).where(Experiment.id.in_(experiment_ids))
+    return set(session.scalars(query))
+
+
 def request_cancel(session: Session, experiment_id: int) -> bool:
     """Cancel a queued run now, or flag a running one for its worker. False if already over."""
     now = utcnow()

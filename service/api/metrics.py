@@ -4,12 +4,10 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service import metric_store
+from service import metric_store, store
 from service.api.deps import ReadSession, get_experiment_or_404, invalid
-from service.models import Experiment
 from service.schemas import CompareRead, MetricsRead
 from service.spec import MAX_INT, METRIC_NAMES
 
@@ -39,18 +37,13 @@ def read_metrics(
     spacing: SpacingQuery = "linear",
 ) -> Response:
     """Read metric series (while the run goes on too), optionally a step range, downsampled."""
-    chosen = _checked(session, experiment_id, names, start_step, end_step)
     bounds = {"start_step": start_step, "end_step": end_step}
-    if max_points is None:
-        named = {n: metric_store.read_series(session, experiment_id, n, **bounds) for n in chosen}
-    else:
-        named = {
-            name: metric_store.read_downsampled(
-                session, experiment_id, name, max_points=max_points, spacing=spacing, **bounds
-            )
-            for name in chosen
-        }
-    series = {name: metric_store.series_json(data) for name, data in named.items()}
+    series = {
+        name: metric_store.series_json(
+            _read(session, experiment_id, name, bounds, max_points, spacing)
+        )
+        for name in _checked(session, experiment_id, names, start_step, end_step)
+    }
     content = {"experiment_id": experiment_id, "series": series}
     return Response(metric_store.dumps(content), media_type="application/json")
 
@@ -104,17 +97,10 @@ def compare(
     if name not in METRIC_NAMES:
         raise invalid(("query", "name"), f"unknown metric {name!r}; known: {_known()}")
     _check_range(start_step, end_step)
-    known = set(session.scalars(select(Experiment.id).where(Experiment.id.in_(chosen))))
+    known = store.existing_ids(session, chosen)
     found = [i for i in chosen if i in known]
     stored = metric_store.read_many(session, found, name, start_step=start_step, end_step=end_step)
-    empty = metric_store.SeriesArrays.empty()
-    runs = [
-        {
-            "experiment_id": i,
-            **metric_store.series_json(_thin(stored.get(i, empty), max_points, spacing)),
-        }
-        for i in found
-    ]
+    runs = [_run_json(i, stored.get(i), max_points, spacing) for i in found]
     content = {"name": name, "runs": runs, "missing": [i for i in chosen if i not in known]}
     return Response(metric_store.dumps(content), media_type="application/json")
 
@@ -145,6 +131,34 @@ def _checked(
     _check_range(start_step, end_step)
     get_experiment_or_404(session, experiment_id)
     return chosen
+
+
+def _read(
+    session: Session,
+    experiment_id: int,
+    name: str,
+    bounds: dict,
+    max_points: int | None,
+    spacing: metric_store.Spacing,
+) -> metric_store.SeriesArrays:
+    if max_points is None:
+        return metric_store.read_series(session, experiment_id, name, **bounds)
+    return metric_store.read_downsampled(
+        session, experiment_id, name, max_points=max_points, spacing=spacing, **bounds
+    )
+
+
+def _run_json(
+    experiment_id: int,
+    series: metric_store.SeriesArrays | None,
+    max_points: int | None,
+    spacing: metric_store.Spacing,
+) -> dict:
+    series = metric_store.SeriesArrays.empty() if series is None else series
+    return {
+        "experiment_id": experiment_id,
+        **metric_store.series_json(_thin(series, max_points, spacing)),
+    }
 
 
 def _thin(
