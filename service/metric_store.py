@@ -30,6 +30,8 @@ from service.models import MetricChunk
 
 CHUNK_STEPS = 4096
 """Steps covered by one chunk row (offsets are uint16, so at most 65536)."""
+MAX_CHUNK = 2**31 - 1
+"""The largest chunk index (a 32-bit column): steps stay below (MAX_CHUNK + 1) * CHUNK_STEPS."""
 SKETCH_STEPS = 64
 """Width of the slices whose first, last, min and max make a chunk's sketch (divides
 CHUNK_STEPS): downsampled reads whose buckets are at least this wide read only sketches."""
@@ -117,8 +119,8 @@ def _sorted_unique(steps: np.ndarray, values: np.ndarray) -> SeriesArrays:
     """Sort by step; of repeated steps keep the last one given."""
     if steps.shape != values.shape or steps.ndim != 1:
         raise ValueError("steps and values must be 1-d arrays of one length")
-    if len(steps) and steps.min() < 0:
-        raise ValueError("steps must be non-negative")
+    if len(steps) and not 0 <= steps.min() <= steps.max() < (MAX_CHUNK + 1) * CHUNK_STEPS:
+        raise ValueError(f"steps must lie in [0, {(MAX_CHUNK + 1) * CHUNK_STEPS})")
     if len(steps) > 1 and not (np.diff(steps) > 0).all():
         order = np.argsort(steps, kind="stable")
         steps, values = steps[order], values[order]
@@ -264,10 +266,11 @@ def _chunk_query(experiment_id: int, name: str) -> Select:
 
 
 def _range(query: Select, start_step: int | None = None, end_step: int | None = None) -> Select:
+    # `chunk` is a 32-bit column: PostgreSQL refuses larger bounds rather than compare them.
     if start_step is not None:
-        query = query.where(MetricChunk.chunk >= start_step // CHUNK_STEPS)
+        query = query.where(MetricChunk.chunk >= min(start_step // CHUNK_STEPS, MAX_CHUNK))
     if end_step is not None:
-        query = query.where(MetricChunk.chunk <= end_step // CHUNK_STEPS)
+        query = query.where(MetricChunk.chunk <= min(end_step // CHUNK_STEPS, MAX_CHUNK))
     return query
 
 

@@ -11,6 +11,9 @@ from service.models import Experiment, ExperimentTag, utcnow
 from service.schemas import ExperimentRead, Progress
 from service.spec import ExperimentSpec
 
+MAX_ID = 2**31 - 1
+"""The largest experiment id the 32-bit id column holds."""
+
 
 def create_experiment(session: Session, spec: ExperimentSpec) -> Experiment:
     """Store a validated spec as a queued experiment (the caller commits)."""
@@ -47,7 +50,9 @@ def list_experiments(
 
 def existing_ids(session: Session, experiment_ids: Sequence[int]) -> set[int]:
     """Those of `experiment_ids` that name an experiment."""
-    query = select(Experiment.id).where(Experiment.id.in_(experiment_ids))
+    # ids are 32-bit columns; PostgreSQL refuses larger values rather than miss them.
+    storable = [i for i in experiment_ids if 1 <= i <= MAX_ID]
+    query = select(Experiment.id).where(Experiment.id.in_(storable))
     return set(session.scalars(query))
 
 
