@@ -3,9 +3,12 @@
 import threading
 import time
 
+import numpy as np
+
 from service import metric_store
 from service.settings import Settings
-from worker.loop import Worker
+from worker.engine import MetricBlock
+from worker.loop import MetricBuffer, Worker
 
 
 def _worker(db) -> Worker:
@@ -93,3 +96,19 @@ def test_stopping_the_worker_puts_its_run_back_in_the_queue(client, db):
     assert experiment["status"] == "queued"
     assert experiment["progress"]["step"] == 0 and experiment["started_at"] is None
     assert _point_count(db, experiment_id) == 0
+
+
+def test_metric_buffer_flushes_by_size_and_by_time(client, db):
+    experiment_id = client.post("/experiments").json()["id"]
+    settings = Settings(flush_points=8, flush_seconds=3600)
+    buffer = MetricBuffer(db, experiment_id, settings)
+    steps = np.arange(2)
+    buffer.add(MetricBlock(steps, {"loss": steps * 1.0, "norm": steps * 2.0}, 2))
+    assert buffer.pending == 4 and not buffer.due()
+    buffer.add(MetricBlock(steps + 2, {"loss": steps * 1.0, "norm": steps * 2.0}, 4))
+    assert buffer.due()
+    buffer.flush()
+    assert buffer.pending == 0 and _point_count(db, experiment_id) == 8
+    buffer.settings = Settings(flush_points=10**6, flush_seconds=0.01)
+    time.sleep(0.02)
+    assert buffer.due()
