@@ -339,51 +339,106 @@ def read_downsampled(
     """`downsample(read_series(...))`, the same points, reading raw chunks only where buckets
     are narrower than SKETCH_STEPS or cut by the range, and sketches elsewhere."""
     bounds = {"start_step": start_step, "end_step": end_step}
-    rows = connection.execute(_range(_sketch_query(experiment_id, name), **bounds)).all()
-    sketch = _clip(_unpack(rows), **bounds)
-    if max_points < 4 or sum(row[3] for row in rows) <= max_points or not len(sketch.steps):
-        series = read_series(connection, experiment_id, name, **bounds)
-        return downsample(series, max_points, spacing)
-    raw_chunks = _chunks_to_read_raw(rows, sketch, max_points, spacing)
-    raw = _clip(_unpack(_raw_chunks(connection, experiment_id, name, raw_chunks)), **bounds)
-    if len(raw.steps) + sum(row[3] for row in rows if row[0] not in raw_chunks) <= max_points:
-        return read_series(connection, experiment_id, name, **bounds)
-    from_sketch = ~np.isin(sketch.steps // CHUNK_STEPS, raw_chunks)
-    steps = np.concatenate([sketch.steps[from_sketch], raw.steps])
-    values = np.concatenate([sketch.values[from_sketch], raw.values])
-    order = np.argsort(steps, kind="stable")
-    combined = SeriesArrays(steps[order], values[order])
-    return combined.take(_m4_fitting(combined, max_points, spacing))
+    many = read_many_downsampled(
+        connection, [experiment_id], name, max_points=max_points, spacing=spacing, **bounds
+    )
+    return many.get(experiment_id, SeriesArrays.empty())
 
 
-def _sketch_query(experiment_id: int, name: str) -> Select:
+def read_many_downsampled(
+    connection: Connection | Session,
+    experiment_ids: Sequence[int],
+    name: str,
+    *,
+    max_points: int,
+    spacing: Spacing = "linear",
+    start_step: int | None = None,
+    end_step: int | None = None,
+) -> dict[int, SeriesArrays]:
+    """`read_downsampled` for many experiments in two queries (sketches, then the raw chunks
+    they need); experiments without points are absent."""
+    bounds = {"start_step": start_step, "end_step": end_step}
+    query = _range(_sketch_query(experiment_ids, name), **bounds)
+    sketches = {
+        experiment_id: [row[1:] for row in group]
+        for experiment_id, group in itertools.groupby(connection.execute(query), lambda r: r[0])
+    }
+    plans = {i: _raw_plan(rows, bounds, max_points, spacing) for i, rows in sketches.items()}
+    raws = _raw_rows(connection, name, plans, bounds)
+    result = {}
+    for experiment_id, rows in sketches.items():
+        raw = _clip(_unpack(raws.get(experiment_id, [])), **bounds)
+        if len(plans[experiment_id]) == len(rows):  # read whole: too few points for sketches
+            result[experiment_id] = downsample(raw, max_points, spacing)
+            continue
+        points = len(raw.steps) + sum(r[3] for r in rows if r[0] not in plans[experiment_id])
+        if points <= max_points:  # a narrow range: every point goes out
+            result[experiment_id] = read_series(connection, experiment_id, name, **bounds)
+            continue
+        combined = _combine(_clip(_unpack(rows), **bounds), raw, plans[experiment_id])
+        result[experiment_id] = combined.take(_m4_fitting(combined, max_points, spacing))
+    return result
+
+
+def _sketch_query(experiment_ids: Sequence[int], name: str) -> Select:
     columns = (MetricChunk.sketch_offsets_u16, MetricChunk.sketch_values_f64, MetricChunk.n_points)
     return (
-        select(MetricChunk.chunk, *columns)
-        .where(MetricChunk.experiment_id == experiment_id, MetricChunk.name == name)
-        .order_by(MetricChunk.chunk)
+        select(MetricChunk.experiment_id, MetricChunk.chunk, *columns)
+        .where(MetricChunk.experiment_id.in_(experiment_ids), MetricChunk.name == name)
+        .order_by(MetricChunk.experiment_id, MetricChunk.chunk)
     )
 
 
-def _chunks_to_read_raw(
-    rows: Sequence[Sequence[Any]], sketch: SeriesArrays, max_points: int, spacing: Spacing
+def _raw_plan(
+    rows: Sequence[Sequence[Any]], bounds: dict, max_points: int, spacing: Spacing
 ) -> list[int]:
-    """The chunks whose sketch cannot stand in for them: where buckets are narrower than a
-    sketch slice (plus one chunk, as the exact first and last steps may move that border),
-    and the range's first and last chunk (they hold its exact first and last step)."""
+    """The chunks to read raw: all of them for a series too short for sketches; otherwise
+    those where buckets are narrower than a sketch slice (plus one chunk, as the exact first
+    and last steps may move that border), and the range's first and last chunk (they hold its
+    exact first and last step)."""
+    sketch = _clip(_unpack(rows), **bounds)
+    if max_points < 4 or sum(row[3] for row in rows) <= max_points or not len(sketch.steps):
+        return [row[0] for row in rows]
     low, high = int(sketch.steps[0]), int(sketch.steps[-1])
     below = _sketch_threshold(low, high, max_points, spacing) + CHUNK_STEPS
     narrow = [row[0] for row in rows if row[0] * CHUNK_STEPS < below]
     return list(dict.fromkeys([*narrow, rows[0][0], rows[-1][0]]))
 
 
-def _raw_chunks(
-    connection: Connection | Session, experiment_id: int, name: str, chunks: list[int]
-) -> list:
+def _raw_rows(
+    connection: Connection | Session, name: str, plans: dict[int, list[int]], bounds: dict
+) -> dict[int, list]:
+    """The planned raw chunks of every experiment, in one query (over the union of chunk
+    indices, then filtered)."""
+    chunks = sorted({chunk for plan in plans.values() for chunk in plan})
     if not chunks:
-        return []
-    query = _chunk_query(experiment_id, name).where(MetricChunk.chunk.in_(chunks))
-    return connection.execute(query).all()
+        return {}
+    query = (
+        select(
+            MetricChunk.chunk,
+            MetricChunk.offsets_u16,
+            MetricChunk.values_f64,
+            MetricChunk.experiment_id,
+        )
+        .where(MetricChunk.experiment_id.in_(list(plans)), MetricChunk.name == name)
+        .where(MetricChunk.chunk.in_(chunks))
+        .order_by(MetricChunk.experiment_id, MetricChunk.chunk)
+    )
+    wanted = {i: set(plan) for i, plan in plans.items()}
+    grouped: dict[int, list] = {}
+    for row in connection.execute(_range(query, **bounds)):
+        if row[0] in wanted[row[3]]:
+            grouped.setdefault(row[3], []).append(row[:3])
+    return grouped
+
+
+def _combine(sketch: SeriesArrays, raw: SeriesArrays, raw_chunks: list[int]) -> SeriesArrays:
+    """The sketch's points outside `raw_chunks` and the raw points, in step order."""
+    from_sketch = ~np.isin(sketch.steps // CHUNK_STEPS, raw_chunks)
+    steps = np.concatenate([sketch.steps[from_sketch], raw.steps])
+    values = np.concatenate([sketch.values[from_sketch], raw.values])
+    order = np.argsort(steps, kind="stable")
+    return SeriesArrays(steps[order], values[order])
 
 
 def _sketch_threshold(low: int, high: int, max_points: int, spacing: Spacing) -> float:

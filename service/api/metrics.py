@@ -99,8 +99,15 @@ def compare(
     _check_range(start_step, end_step)
     known = store.existing_ids(session, chosen)
     found = [i for i in chosen if i in known]
-    stored = metric_store.read_many(session, found, name, start_step=start_step, end_step=end_step)
-    runs = [_run_json(i, stored.get(i), max_points, spacing) for i in found]
+    bounds = {"start_step": start_step, "end_step": end_step}
+    if max_points is None:
+        stored = metric_store.read_many(session, found, name, **bounds)
+    else:
+        stored = metric_store.read_many_downsampled(
+            session, found, name, max_points=max_points, spacing=spacing, **bounds
+        )
+    empty = metric_store.SeriesArrays.empty()
+    runs = [{"experiment_id": i, **metric_store.series_json(stored.get(i, empty))} for i in found]
     content = {"name": name, "runs": runs, "missing": [i for i in chosen if i not in known]}
     return Response(metric_store.dumps(content), media_type="application/json")
 
@@ -146,25 +153,6 @@ def _read(
     return metric_store.read_downsampled(
         session, experiment_id, name, max_points=max_points, spacing=spacing, **bounds
     )
-
-
-def _run_json(
-    experiment_id: int,
-    series: metric_store.SeriesArrays | None,
-    max_points: int | None,
-    spacing: metric_store.Spacing,
-) -> dict:
-    series = metric_store.SeriesArrays.empty() if series is None else series
-    return {
-        "experiment_id": experiment_id,
-        **metric_store.series_json(_thin(series, max_points, spacing)),
-    }
-
-
-def _thin(
-    series: metric_store.SeriesArrays, max_points: int | None, spacing: metric_store.Spacing
-) -> metric_store.SeriesArrays:
-    return series if max_points is None else metric_store.downsample(series, max_points, spacing)
 
 
 def _check_range(start_step: int | None, end_step: int | None) -> None:

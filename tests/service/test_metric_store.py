@@ -182,3 +182,21 @@ def test_sketch_reads_return_exactly_the_points_of_a_full_read(
         )
     assert len(got.steps) <= max_points
     _same(got, expected.steps, expected.values)
+
+
+def test_many_downsampled_reads_match_one_by_one_full_reads(store_db):
+    lengths = [0, 50, 9_000, 120_000]
+    ids = [_experiment(store_db) for _ in lengths]
+    for experiment_id, length in zip(ids, lengths, strict=True):
+        walk = _random_walk(length, seed=experiment_id)
+        _write(store_db, experiment_id, {"loss": (walk.steps * 3, walk.values)})
+    bounds = {"start_step": 30, "end_step": 300_000}
+    with store_db.connect() as connection:
+        many = metric_store.read_many_downsampled(
+            connection, ids, "loss", max_points=200, spacing="log", **bounds
+        )
+    assert sorted(many) == ids[1:]
+    for experiment_id in ids[1:]:
+        full = _read(store_db, experiment_id, **bounds)
+        expected = metric_store.downsample(full, 200, "log")
+        _same(many[experiment_id], expected.steps, expected.values)
