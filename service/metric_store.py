@@ -139,7 +139,7 @@ def _run_starts(keys: np.ndarray) -> np.ndarray:
 def _by_chunk(series: SeriesArrays) -> list[tuple[int, SeriesArrays]]:
     chunk_ids = series.steps // CHUNK_STEPS
     starts = _run_starts(chunk_ids).tolist()
-    ends = [*starts[1:], len(chunk_ids)]
+    ends = [*starts[1:], len(chunk_ids)] if starts else []
     return [
         (int(chunk_ids[start]), SeriesArrays(series.steps[start:end], series.values[start:end]))
         for start, end in zip(starts, ends, strict=True)
