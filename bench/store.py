@@ -190,7 +190,7 @@ def _points(body: bytes) -> tuple[int, list]:
 # Tracking overhead
 
 
-def training_overhead(db: Engine, rounds: int = 2) -> dict[str, float]:
+def training_overhead(db: Engine, rounds: int = 3) -> dict[str, float]:
     """The same 100k-step run, streaming its metrics through the worker's buffer or keeping
     them in memory and writing them once at the end, alternated `rounds` times; the fastest
     of each (wall and CPU time) is compared, as the machine's load only ever adds time."""
@@ -308,7 +308,7 @@ def run(database_url: str, with_training: bool) -> None:
         result = training_overhead(db)
         print(
             f"streamed through MetricBuffer {result['streamed_s']:.2f} s, "
-            f"logged only at the end {result['at_end_s']:.2f} s (fastest of 2 each, alternated)"
+            f"logged only at the end {result['at_end_s']:.2f} s (fastest of 3 each, alternated)"
         )
         print(f"-> wall-time overhead {result['wall_overhead']:+.1f} %, ", end="")
         print(f"CPU-time overhead {result['cpu_overhead']:+.1f} %")
