@@ -9,7 +9,7 @@ PORT ?= 8000
 VENDOR := service/web/vendor
 VENDOR_STAMP := $(VENDOR)/.installed-stamp
 
-.PHONY: install run test bench lint format clean
+.PHONY: install run test bench bench-store lint format clean
 
 install: $(STAMP) $(VENDOR_STAMP)
 
@@ -37,6 +37,9 @@ test: $(STAMP) $(VENDOR_STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.engine
+
+bench-store: $(STAMP)
+	$(BIN)/python -m bench.store
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -9,9 +9,9 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
-    Double,
     ForeignKey,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -99,14 +99,24 @@ class ExperimentTag(Base):
     tag: Mapped[str] = mapped_column(String(100), index=True)
 
 
-class MetricPoint(Base):
-    """One logged value; NaN is stored as NULL (SQLite cannot hold NaN)."""
+class MetricChunk(Base):
+    """Up to CHUNK_STEPS consecutive steps of one metric, packed (see service/metric_store.py).
 
-    __tablename__ = "metric_points"
+    `offsets_u16` holds each logged step minus `chunk * CHUNK_STEPS` as little-endian uint16,
+    ascending; `values_f64` the matching values as little-endian float64 (NaN and infinities kept).
+    The sketch columns hold the same for a subset: in each SKETCH_STEPS-wide slice of the chunk,
+    the first, last, smallest and largest point (what downsampled reads of long ranges need).
+    """
+
+    __tablename__ = "metric_chunks"
 
     experiment_id: Mapped[int] = mapped_column(
         ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True
     )
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    step: Mapped[int] = mapped_column(Integer, primary_key=True)
-    value: Mapped[float | None] = mapped_column(Double)
+    chunk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    n_points: Mapped[int] = mapped_column(Integer)
+    sketch_offsets_u16: Mapped[bytes] = mapped_column(LargeBinary)
+    sketch_values_f64: Mapped[bytes] = mapped_column(LargeBinary)
+    offsets_u16: Mapped[bytes] = mapped_column(LargeBinary)
+    values_f64: Mapped[bytes] = mapped_column(LargeBinary)

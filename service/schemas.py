@@ -46,6 +46,25 @@ class MetricsRead(BaseModel):
     series: dict[str, Series]
 
 
+class CompareRun(BaseModel):
+    """One experiment's series in a compare answer (non-finite values as in `Series`)."""
+
+    model_config = ConfigDict(ser_json_inf_nan="strings")
+
+    experiment_id: int
+    steps: list[int]
+    values: list[float]
+
+
+class CompareRead(BaseModel):
+    """One metric of many runs, in the order asked; ids that name no experiment are in
+    `missing`, and a known run without points has empty lists."""
+
+    name: str
+    runs: list[CompareRun]
+    missing: list[int]
+
+
 class Health(BaseModel):
     status: str
 
@@ -82,7 +101,7 @@ class SweepList(BaseModel):
 
 
 class SweepMember(BaseModel):
-    model_config = ConfigDict(ser_json_inf_nan="strings")
+    """Documents the response; it is written by `metric_store.dumps`."""
 
     experiment_id: int
     status: str

@@ -1,17 +1,18 @@
-"""Queries the API makes: experiments and their metrics."""
+"""Queries the API makes about experiments (metrics live in service/metric_store.py)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
-import numpy as np
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from service.models import Experiment, ExperimentTag, MetricPoint, utcnow
-from service.schemas import ExperimentRead, Progress, Series
+from service.models import Experiment, ExperimentTag, utcnow
+from service.schemas import ExperimentRead, Progress
 from service.spec import ExperimentSpec
+
+MAX_ID = 2**31 - 1
+"""The largest experiment id the 32-bit id column holds."""
 
 
 def create_experiment(session: Session, spec: ExperimentSpec) -> Experiment:
@@ -47,6 +48,14 @@ def list_experiments(
     return rows, count or 0
 
 
+def existing_ids(session: Session, experiment_ids: Sequence[int]) -> set[int]:
+    """Those of `experiment_ids` that name an experiment."""
+    # ids are 32-bit columns; PostgreSQL refuses larger values rather than miss them.
+    storable = [i for i in experiment_ids if 1 <= i <= MAX_ID]
+    query = select(Experiment.id).where(Experiment.id.in_(storable))
+    return set(session.scalars(query))
+
+
 def request_cancel(session: Session, experiment_id: int) -> bool:
     """Cancel a queued run now, or flag a running one for its worker. False if already over."""
     now = utcnow()
@@ -79,34 +88,3 @@ def to_read(experiment: Experiment) -> ExperimentRead:
         error=experiment.error,
         summary=experiment.summary,
     )
-
-
-def read_series(
-    session: Session,
-    experiment_id: int,
-    name: str,
-    *,
-    start_step: int | None,
-    end_step: int | None,
-    max_points: int | None,
-) -> Series:
-    """One metric's points in [start_step, end_step], thinned to at most `max_points`."""
-    query = select(MetricPoint.step, MetricPoint.value).where(
-        MetricPoint.experiment_id == experiment_id, MetricPoint.name == name
-    )
-    if start_step is not None:
-        query = query.where(MetricPoint.step >= start_step)
-    if end_step is not None:
-        query = query.where(MetricPoint.step <= end_step)
-    rows = session.execute(query.order_by(MetricPoint.step)).all()
-    if max_points is not None and len(rows) > max_points:
-        rows = [rows[i] for i in _evenly_spaced(len(rows), max_points)]
-    return Series(
-        steps=[step for step, _ in rows],
-        values=[math.nan if value is None else value for _, value in rows],
-    )
-
-
-def _evenly_spaced(count: int, keep: int) -> list[int]:
-    """`keep` indices spread evenly over range(count), first and last included."""
-    return np.unique(np.linspace(0, count - 1, keep).round().astype(int)).tolist()

@@ -31,25 +31,38 @@ RUN_ERRORS = (EngineError, ValueError, RuntimeError, torch.OutOfMemoryError)
 
 @dataclass
 class Member:
-    """One claimed run inside the worker: its metrics not yet written, and what it reached."""
+    """One claimed run inside the worker: its metric blocks not yet written, and what it
+    reached."""
 
     id: int
     spec: ExperimentSpec
-    points: list[tuple[str, int, float]] = field(default_factory=list)
+    blocks: list[MetricBlock] = field(default_factory=list)
     step: int = 0
     written_step: int = -1
     error_series: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
 
     def add(self, block: MetricBlock) -> None:
+        self.blocks.append(block)
         self.error_series.append((block.steps, block.values["directional_error"]))
-        steps = block.steps.tolist()
-        for name, values in block.values.items():
-            self.points.extend(zip([name] * len(steps), steps, values.tolist(), strict=True))
         self.step = block.step
+
+    def pending_points(self) -> int:
+        return sum(len(block.steps) * len(block.values) for block in self.blocks)
+
+    def take_series(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """The points held, as {metric: (steps, values)} arrays; the member holds none after."""
+        blocks, self.blocks = self.blocks, []
+        if not blocks:
+            return {}
+        steps = np.concatenate([block.steps for block in blocks])
+        return {
+            name: (steps, np.concatenate([block.values[name] for block in blocks]))
+            for name in blocks[0].values
+        }
 
 
 class MetricBuffer:
-    """Holds the members' metric points and writes them in one transaction, by size or after
+    """Holds the members' metric blocks and writes them in one transaction, by size or after
     `flush_seconds`; each write also reports which members the user canceled."""
 
     def __init__(self, db: Engine, members: list[Member], settings: Settings) -> None:
@@ -59,17 +72,17 @@ class MetricBuffer:
 
     def due(self) -> bool:
         overdue = time.monotonic() - self.last_flush >= self.settings.flush_seconds
-        buffered = sum(len(member.points) for member in self.members)
+        buffered = sum(member.pending_points() for member in self.members)
         return overdue or buffered >= self.settings.flush_points
 
     def flush(self) -> None:
         """Write what changed since the last flush (nothing at all if nothing did)."""
-        pending = [m for m in self.members if m.points or m.step != m.written_step]
+        pending = [m for m in self.members if m.blocks or m.step != m.written_step]
         if pending:
-            progress = [(member.id, member.points, member.step) for member in pending]
+            progress = [(member.id, member.take_series(), member.step) for member in pending]
             self.cancel_requested |= queue.record_progress(self.db, progress)
         for member in pending:
-            member.points, member.written_step = [], member.step
+            member.written_step = member.step
         self.last_flush = time.monotonic()
 
 

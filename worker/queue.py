@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, select, update
 
+from service import metric_store
 from service.db import IMMEDIATE
-from service.models import Experiment, MetricPoint, utcnow
+from service.models import Experiment, utcnow
 
 
 @dataclass
@@ -88,20 +88,16 @@ def claim_siblings(engine: Engine, worker_id: str, first: Claimed, limit: int) -
 
 
 def record_progress(
-    engine: Engine, progress: Iterable[tuple[int, Iterable[tuple[str, int, float]], int]]
+    engine: Engine, progress: Iterable[tuple[int, metric_store.Points, int]]
 ) -> set[int]:
-    """For each (experiment, metric points, step reached): store the points and the step, in
-    one transaction. Returns the ids whose cancellation the user asked for."""
+    """For each (experiment, metric points, step reached): store the points (idempotent per
+    step) and the step, in one transaction. Returns the ids whose cancellation the user asked
+    for."""
     progress = list(progress)
-    rows = [
-        {"experiment_id": experiment_id, "name": name, "step": s, "value": _storable(value)}
-        for experiment_id, points, _step in progress
-        for name, s, value in points
-    ]
     ids = [experiment_id for experiment_id, _points, _step in progress]
     with _write(engine) as connection, connection.begin():
-        if rows:
-            connection.execute(insert(MetricPoint), rows)
+        for experiment_id, points, _step in progress:
+            metric_store.write_points(connection, experiment_id, points)
         connection.execute(
             update(Experiment)
             .where(Experiment.id == bindparam("experiment_id"))
@@ -110,10 +106,6 @@ def record_progress(
         )
         canceled = select(Experiment.id).where(Experiment.id.in_(ids), Experiment.cancel_requested)
         return set(connection.scalars(canceled).all())
-
-
-def _storable(value: float) -> float | None:
-    return None if math.isnan(value) else value
 
 
 def finish(
@@ -145,7 +137,7 @@ def requeue(engine: Engine, experiment_id: int) -> None:
         )
         if canceled.rowcount:
             return
-        connection.execute(delete(MetricPoint).where(MetricPoint.experiment_id == experiment_id))
+        metric_store.delete_points(connection, experiment_id)
         connection.execute(
             update(Experiment)
             .where(*running)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from service.db import IMMEDIATE
 from service.models import Experiment
-from service.spec import MAX_INT
+from service.store import MAX_ID
 
 
 def _read_session(request: Request) -> Iterator[Session]:
@@ -31,7 +31,7 @@ WriteSession = Annotated[Session, Depends(_write_session)]
 
 def get_experiment_or_404(session: Session, experiment_id: int) -> Experiment:
     experiment = None
-    if 1 <= experiment_id <= MAX_INT:
+    if 1 <= experiment_id <= MAX_ID:  # beyond the id column's range PostgreSQL would raise
         experiment = session.get(Experiment, experiment_id)
     if experiment is None:
         raise HTTPException(status_code=404, detail=f"experiment {experiment_id} not found")

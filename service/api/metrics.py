@@ -1,46 +1,164 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
 
-from service import store
+from service import metric_store, store
 from service.api.deps import ReadSession, get_experiment_or_404, invalid
-from service.schemas import MetricsRead
+from service.schemas import CompareRead, MetricsRead
 from service.spec import LOGGED_METRICS, MAX_INT, METRIC_NAMES
 
 router = APIRouter(prefix="/experiments", tags=["metrics"])
+compare_router = APIRouter(prefix="/metrics", tags=["metrics"])
+
+MAX_COMPARE_IDS = 1000
+"""Experiments one compare call may name."""
 
 StepQuery = Annotated[int | None, Query(ge=0, le=MAX_INT)]
+NamesQuery = Annotated[str | None, Query(description="comma-separated metric names")]
+MaxPointsQuery = Annotated[int | None, Query(ge=2, le=10_000_000)]
+SpacingQuery = Annotated[
+    Literal["linear", "log"], Query(description="downsampling buckets: equal in step or log step")
+]
+PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
 
 
 @router.get("/{experiment_id}/metrics", response_model=MetricsRead)
 def read_metrics(
     session: ReadSession,
     experiment_id: int,
-    names: Annotated[str | None, Query(description="comma-separated metric names")] = None,
+    names: NamesQuery = None,
     start_step: StepQuery = None,
     end_step: StepQuery = None,
-    max_points: Annotated[int | None, Query(ge=2, le=10_000_000)] = None,
-) -> MetricsRead:
-    """Read metric series (while the run goes on too), optionally a step range, thinned."""
+    max_points: MaxPointsQuery = None,
+    spacing: SpacingQuery = "linear",
+) -> Response:
+    """Read metric series (while the run goes on too), optionally a step range, downsampled."""
+    bounds = {"start_step": start_step, "end_step": end_step}
+    series = {
+        name: metric_store.series_json(
+            _read(session, experiment_id, name, bounds, max_points, spacing)
+        )
+        for name in _checked(session, experiment_id, names, start_step, end_step)
+    }
+    content = {"experiment_id": experiment_id, "series": series}
+    return Response(metric_store.dumps(content), media_type="application/json")
+
+
+@router.get("/{experiment_id}/metrics.csv", response_class=StreamingResponse)
+def export_csv(
+    session: ReadSession,
+    experiment_id: int,
+    names: NamesQuery = None,
+    start_step: StepQuery = None,
+    end_step: StepQuery = None,
+) -> StreamingResponse:
+    """Export metrics as CSV, streamed: one row per step, one column per metric."""
+    named = _read_named(session, experiment_id, names, start_step, end_step)
+    return StreamingResponse(
+        metric_store.csv_pieces(named),
+        media_type="text/csv",
+        headers=_attachment(experiment_id, "csv"),
+    )
+
+
+@router.get("/{experiment_id}/metrics.parquet", response_class=Response)
+def export_parquet(
+    session: ReadSession,
+    experiment_id: int,
+    names: NamesQuery = None,
+    start_step: StepQuery = None,
+    end_step: StepQuery = None,
+) -> Response:
+    """Export metrics as a Parquet file: column `step`, then one column per metric."""
+    named = _read_named(session, experiment_id, names, start_step, end_step)
+    return Response(
+        metric_store.parquet_bytes(named),
+        media_type=PARQUET_MEDIA_TYPE,
+        headers=_attachment(experiment_id, "parquet"),
+    )
+
+
+@compare_router.get("/compare", response_model=CompareRead)
+def compare(
+    session: ReadSession,
+    ids: Annotated[str, Query(description="comma-separated experiment ids")],
+    name: Annotated[str, Query(description="one metric name")] = "directional_error",
+    start_step: StepQuery = None,
+    end_step: StepQuery = None,
+    max_points: MaxPointsQuery = None,
+    spacing: SpacingQuery = "linear",
+) -> Response:
+    """Read one metric of many experiments at once; unknown ids are listed in `missing`."""
+    chosen = _parse_ids(ids)
+    if name not in METRIC_NAMES:
+        raise invalid(("query", "name"), f"unknown metric {name!r}; known: {_known()}")
+    _check_range(start_step, end_step)
+    known = store.existing_ids(session, chosen)
+    found = [i for i in chosen if i in known]
+    bounds = {"start_step": start_step, "end_step": end_step}
+    if max_points is None:
+        stored = metric_store.read_many(session, found, name, **bounds)
+    else:
+        stored = metric_store.read_many_downsampled(
+            session, found, name, max_points=max_points, spacing=spacing, **bounds
+        )
+    empty = metric_store.SeriesArrays.empty()
+    runs = [{"experiment_id": i, **metric_store.series_json(stored.get(i, empty))} for i in found]
+    content = {"name": name, "runs": runs, "missing": [i for i in chosen if i not in known]}
+    return Response(metric_store.dumps(content), media_type="application/json")
+
+
+def _read_named(
+    session: Session,
+    experiment_id: int,
+    names: str | None,
+    start_step: int | None,
+    end_step: int | None,
+) -> dict[str, metric_store.SeriesArrays]:
+    bounds = {"start_step": start_step, "end_step": end_step}
+    return {
+        name: metric_store.read_series(session, experiment_id, name, **bounds)
+        for name in _checked(session, experiment_id, names, start_step, end_step)
+    }
+
+
+def _checked(
+    session: Session,
+    experiment_id: int,
+    names: str | None,
+    start_step: int | None,
+    end_step: int | None,
+) -> list[str]:
+    """The metric names asked for (by default those the run logs), once the query and the
+    experiment are known good."""
     chosen = _parse_names(names)
+    _check_range(start_step, end_step)
+    experiment = get_experiment_or_404(session, experiment_id)
+    return chosen or list(LOGGED_METRICS[experiment.spec["optimizer"]])
+
+
+def _read(
+    session: Session,
+    experiment_id: int,
+    name: str,
+    bounds: dict,
+    max_points: int | None,
+    spacing: metric_store.Spacing,
+) -> metric_store.SeriesArrays:
+    if max_points is None:
+        return metric_store.read_series(session, experiment_id, name, **bounds)
+    return metric_store.read_downsampled(
+        session, experiment_id, name, max_points=max_points, spacing=spacing, **bounds
+    )
+
+
+def _check_range(start_step: int | None, end_step: int | None) -> None:
     if start_step is not None and end_step is not None and end_step < start_step:
         raise invalid(("query", "end_step"), "end_step must not be below start_step")
-    experiment = get_experiment_or_404(session, experiment_id)
-    chosen = chosen or list(LOGGED_METRICS[experiment.spec["optimizer"]])
-    series = {
-        name: store.read_series(
-            session,
-            experiment_id,
-            name,
-            start_step=start_step,
-            end_step=end_step,
-            max_points=max_points,
-        )
-        for name in chosen
-    }
-    return MetricsRead(experiment_id=experiment_id, series=series)
 
 
 def _parse_names(names: str | None) -> list[str] | None:
@@ -50,8 +168,23 @@ def _parse_names(names: str | None) -> list[str] | None:
     chosen = list(dict.fromkeys(n.strip() for n in names.split(",") if n.strip()))
     unknown = [n for n in chosen if n not in METRIC_NAMES]
     if unknown or not chosen:
-        raise invalid(
-            ("query", "names"),
-            f"unknown metric name(s) {unknown}; known: {', '.join(METRIC_NAMES)}",
-        )
+        raise invalid(("query", "names"), f"unknown metric name(s) {unknown}; known: {_known()}")
     return chosen
+
+
+def _parse_ids(ids: str) -> list[int]:
+    parts = [part.strip() for part in ids.split(",") if part.strip()]
+    if not parts or len(parts) > MAX_COMPARE_IDS:
+        raise invalid(("query", "ids"), f"give 1 to {MAX_COMPARE_IDS} comma-separated ids")
+    if not all(part.isascii() and part.isdigit() and 1 <= int(part) <= MAX_INT for part in parts):
+        raise invalid(("query", "ids"), f"ids must be integers from 1 to {MAX_INT}")
+    return list(dict.fromkeys(int(part) for part in parts))
+
+
+def _known() -> str:
+    return ", ".join(METRIC_NAMES)
+
+
+def _attachment(experiment_id: int, suffix: str) -> dict[str, str]:
+    filename = f"experiment-{experiment_id}-metrics.{suffix}"
+    return {"Content-Disposition": f'attachment; filename="{filename}"'}

@@ -1,18 +1,17 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.exceptions import RequestValidationError
 
-from service import store, sweep_store
+from service import metric_store, sweep_store
 from service.api.deps import ReadSession, WriteSession
 from service.models import Sweep
 from service.schemas import (
     SweepCreate,
     SweepCreated,
     SweepList,
-    SweepMember,
     SweepMetrics,
     SweepRead,
 )
@@ -54,35 +53,37 @@ def read_sweep(session: ReadSession, sweep_id: int) -> SweepRead:
 @router.get("/{sweep_id}/metrics", response_model=SweepMetrics)
 def read_sweep_metrics(
     session: ReadSession,
-    request: Request,
     sweep_id: int,
     name: str = "directional_error",
     max_points: Annotated[int | None, Query(ge=2, le=10_000_000)] = None,
-) -> SweepMetrics:
-    """One metric of every member, with the member's grid values."""
+    spacing: Literal["linear", "log"] = "linear",
+) -> Response:
+    """One metric of every member, with the member's status and grid values."""
     if name not in METRIC_NAMES:
         raise RequestValidationError(
             [{"loc": ("query", "name"), "msg": f"unknown metric {name!r}", "type": "value_error"}]
         )
     _sweep_or_404(session, sweep_id)
+    rows = sweep_store.member_rows(session, sweep_id)
+    ids = [row.id for row in rows]
+    if max_points is None:
+        stored = metric_store.read_many(session, ids, name)
+    else:
+        stored = metric_store.read_many_downsampled(
+            session, ids, name, max_points=max_points, spacing=spacing
+        )
+    empty = metric_store.SeriesArrays.empty()
     members = [
-        _member(session, row, name, max_points)
-        for row in sweep_store.member_rows(session, sweep_id)
+        {
+            "experiment_id": row.id,
+            "status": row.status,
+            "grid_values": row.grid_values or {},
+            **metric_store.series_json(stored.get(row.id, empty)),
+        }
+        for row in rows
     ]
-    return SweepMetrics(sweep_id=sweep_id, name=name, members=members)
-
-
-def _member(session, row, name: str, max_points: int | None) -> SweepMember:
-    series = store.read_series(
-        session, row.id, name, start_step=None, end_step=None, max_points=max_points
-    )
-    return SweepMember(
-        experiment_id=row.id,
-        status=row.status,
-        grid_values=row.grid_values or {},
-        steps=series.steps,
-        values=series.values,
-    )
+    content = {"sweep_id": sweep_id, "name": name, "members": members}
+    return Response(metric_store.dumps(content), media_type="application/json")
 
 
 def _sweep_or_404(session, sweep_id: int) -> Sweep:

@@ -1,9 +1,8 @@
 import math
 
 import pytest
-from sqlalchemy import insert
 
-from service.models import MetricPoint
+from service import metric_store
 
 BAD_BODIES = [
     ({"depth": 0}, "depth"),
@@ -125,12 +124,9 @@ def test_cancel_queued_run_is_immediate_and_final(client):
 
 
 def _store_points(db, experiment_id: int, name: str, values: list[float]) -> None:
-    rows = [
-        {"experiment_id": experiment_id, "name": name, "step": step, "value": value}
-        for step, value in enumerate(values)
-    ]
+    points = [(name, step, value) for step, value in enumerate(values)]
     with db.begin() as connection:
-        connection.execute(insert(MetricPoint), rows)
+        metric_store.write_points(connection, experiment_id, points)
 
 
 def test_metrics_range_and_thinning(client, db):

@@ -3,11 +3,13 @@
 import threading
 import time
 
-from sqlalchemy import func, select
+import numpy as np
 
-from service.models import MetricPoint
+from service import metric_store
 from service.settings import Settings
-from worker.loop import Worker
+from service.spec import ExperimentSpec
+from worker.engine import MetricBlock
+from worker.loop import Member, MetricBuffer, Worker
 
 
 def _worker(db) -> Worker:
@@ -26,8 +28,7 @@ def _wait_for(predicate, timeout: float = 10.0, interval: float = 0.02):
 
 def _point_count(db, experiment_id: int) -> int:
     with db.connect() as connection:
-        query = select(func.count()).where(MetricPoint.experiment_id == experiment_id)
-        return connection.scalar(query)
+        return metric_store.count_points(connection, experiment_id)
 
 
 def test_worker_runs_a_queued_experiment_to_success(client, db):
@@ -96,3 +97,21 @@ def test_stopping_the_worker_puts_its_run_back_in_the_queue(client, db):
     assert experiment["status"] == "queued"
     assert experiment["progress"]["step"] == 0 and experiment["started_at"] is None
     assert _point_count(db, experiment_id) == 0
+
+
+def test_metric_buffer_flushes_by_size_and_by_time(client, db):
+    experiment_id = client.post("/experiments").json()["id"]
+    settings = Settings(flush_points=8, flush_seconds=3600)
+    member = Member(experiment_id, ExperimentSpec())
+    buffer = MetricBuffer(db, [member], settings)
+    steps = np.arange(2)
+    values = {"directional_error": steps * 1.0, "norm": steps * 2.0}
+    member.add(MetricBlock(steps, values, 2))
+    assert member.pending_points() == 4 and not buffer.due()
+    member.add(MetricBlock(steps + 2, values, 4))
+    assert buffer.due()
+    buffer.flush()
+    assert member.pending_points() == 0 and _point_count(db, experiment_id) == 8
+    buffer.settings = Settings(flush_points=10**6, flush_seconds=0.01)
+    time.sleep(0.02)
+    assert buffer.due()
