@@ -45,5 +45,21 @@ class MetricsRead(BaseModel):
     series: dict[str, Series]
 
 
+class WorkerRead(BaseModel):
+    id: str
+    host: str
+    pid: int
+    device: str
+    started_at: datetime
+    last_heartbeat: datetime
+    experiment_id: int | None
+    """The run it is training now, if any."""
+
+
+class WorkerList(BaseModel):
+    data: list[WorkerRead]
+    count: int
+
+
 class Health(BaseModel):
     status: str

@@ -8,6 +8,10 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///./data/dirconv.db"
+HEARTBEAT_SECONDS = 2.0
+LEASE_SECONDS = 15.0
+MAX_ATTEMPTS = 3
+CHECKPOINT_SECONDS = 5.0
 
 
 class Settings(BaseSettings):
@@ -28,6 +32,14 @@ class Settings(BaseSettings):
     torch_threads: int = Field(default=1, ge=1)
     """Intra-op threads per worker; the networks are tiny, so one is fastest."""
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
+    heartbeat_seconds: float = Field(default=HEARTBEAT_SECONDS, gt=0)
+    """How often a worker tells the database it is alive."""
+    lease_seconds: float = Field(default=LEASE_SECONDS, gt=0)
+    """Silence after which a worker counts as dead and its running job goes back to the queue."""
+    max_attempts: int = Field(default=MAX_ATTEMPTS, ge=1)
+    """Claims a run may use up by losing its worker; then it fails."""
+    checkpoint_seconds: float = Field(default=CHECKPOINT_SECONDS, ge=0)
+    """Longest a worker runs between checkpoints (each is written with a metric flush)."""
 
 
 @lru_cache

@@ -9,8 +9,8 @@ import numpy as np
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from service.models import Experiment, ExperimentTag, MetricPoint, utcnow
-from service.schemas import ExperimentRead, Progress, Series
+from service.models import Experiment, ExperimentTag, MetricPoint, WorkerRow, db_now, utcnow
+from service.schemas import ExperimentRead, Progress, Series, WorkerRead
 from service.spec import ExperimentSpec
 
 
@@ -110,3 +110,30 @@ def read_series(
 def _evenly_spaced(count: int, keep: int) -> list[int]:
     """`keep` indices spread evenly over range(count), first and last included."""
     return np.unique(np.linspace(0, count - 1, keep).round().astype(int)).tolist()
+
+
+def list_live_workers(session: Session, lease_seconds: float) -> list[WorkerRead]:
+    """Workers heard from within `lease_seconds`, oldest first, with the run each one holds."""
+    current = (
+        select(Experiment.id)
+        .where(Experiment.worker_id == WorkerRow.id, Experiment.status == "running")
+        .limit(1)
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        select(WorkerRow, current.label("experiment_id"))
+        .where(WorkerRow.last_heartbeat >= db_now(lease_seconds))
+        .order_by(WorkerRow.started_at, WorkerRow.id)
+    ).all()
+    return [
+        WorkerRead(
+            id=row.id,
+            host=row.host,
+            pid=row.pid,
+            device=row.device,
+            started_at=row.started_at,
+            last_heartbeat=row.last_heartbeat,
+            experiment_id=experiment_id,
+        )
+        for row, experiment_id in rows
+    ]

@@ -1,11 +1,11 @@
-"""The job loop against a real SQLite file, in this process."""
+"""The job loop against a real database (SQLite and PostgreSQL), in this process."""
 
 import threading
 import time
 
 from sqlalchemy import func, select
 
-from service.models import MetricPoint
+from service.models import Checkpoint, Experiment, MetricPoint
 from service.settings import Settings
 from worker.loop import Worker
 
@@ -83,16 +83,24 @@ def test_cancel_stops_a_running_run_within_a_second(client, db):
     assert experiment["summary"]["steps"] == experiment["progress"]["step"]
 
 
-def test_stopping_the_worker_puts_its_run_back_in_the_queue(client, db):
+def test_stopping_the_worker_checkpoints_and_requeues_its_run_without_using_an_attempt(
+    client, db
+):
     experiment_id = client.post("/experiments", json={"steps": 1_000_000}).json()["id"]
     worker = _worker(db)
     thread = threading.Thread(target=worker.run_forever)
     thread.start()
     _wait_for(lambda: client.get(f"/experiments/{experiment_id}").json()["progress"]["step"])
+    assert [w["experiment_id"] for w in client.get("/workers").json()["data"]] == [experiment_id]
     worker.stop()
-    thread.join(timeout=5)
+    thread.join(timeout=10)
     assert not thread.is_alive()
     experiment = client.get(f"/experiments/{experiment_id}").json()
     assert experiment["status"] == "queued"
-    assert experiment["progress"]["step"] == 0 and experiment["started_at"] is None
-    assert _point_count(db, experiment_id) == 0
+    with db.connect() as connection:
+        saved = connection.execute(select(Checkpoint.step)).scalar_one()
+        attempts = connection.scalar(select(Experiment.attempts))
+    assert saved == experiment["progress"]["step"] > 0
+    assert _point_count(db, experiment_id) == 4 * saved
+    assert attempts == 0
+    assert client.get("/workers").json() == {"data": [], "count": 0}
