@@ -83,9 +83,7 @@ def test_cancel_stops_a_running_run_within_a_second(client, db):
     assert experiment["summary"]["steps"] == experiment["progress"]["step"]
 
 
-def test_stopping_the_worker_checkpoints_and_requeues_its_run_without_using_an_attempt(
-    client, db
-):
+def test_stopping_the_worker_checkpoints_and_requeues_its_run_without_using_an_attempt(client, db):
     experiment_id = client.post("/experiments", json={"steps": 1_000_000}).json()["id"]
     worker = _worker(db)
     thread = threading.Thread(target=worker.run_forever)
