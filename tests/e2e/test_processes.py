@@ -12,11 +12,15 @@ from sqlalchemy import select
 from service.models import Claim, Experiment
 from tests.e2e.stack import Stack, wait_for
 
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+"""For tests of HTTP and processes, not of the database (tests/worker covers both)."""
+
 
 def _experiment(stack: Stack, experiment_id: int) -> dict:
     return httpx.get(f"{stack.url}/experiments/{experiment_id}").json()
 
 
+@SQLITE_ONLY
 def test_submit_run_and_read_metrics_over_http(stack):
     stack.start_api()
     stack.start("worker")
@@ -37,6 +41,7 @@ def test_submit_run_and_read_metrics_over_http(stack):
     assert summary["final_directional_error"] == errors["values"][-1]
 
 
+@SQLITE_ONLY
 def test_cancel_reaches_a_worker_process_within_a_second(stack):
     stack.start_api()
     stack.start("worker")
@@ -51,7 +56,7 @@ def test_cancel_reaches_a_worker_process_within_a_second(stack):
 def test_sigterm_checkpoints_the_run_and_another_worker_resumes_it(stack, db):
     stack.start_api()
     first = stack.start("worker")
-    spec = {"steps": 30_000, "log_every": 100}
+    spec = {"steps": 12_000, "log_every": 100}
     experiment_id = httpx.post(f"{stack.url}/experiments", json=spec).json()["id"]
     wait_for(lambda: _experiment(stack, experiment_id)["progress"]["step"] > 0)
     first.send_signal(signal.SIGTERM)
@@ -61,7 +66,7 @@ def test_sigterm_checkpoints_the_run_and_another_worker_resumes_it(stack, db):
     stack.start("worker")
     wait_for(lambda: _experiment(stack, experiment_id)["status"] == "succeeded")
     steps = httpx.get(f"{stack.url}/experiments/{experiment_id}/metrics").json()["series"]
-    assert steps["norm"]["steps"] == list(range(0, 30_001, 100))
+    assert steps["norm"]["steps"] == list(range(0, 12_001, 100))
     with db.connect() as connection:
         claims = connection.execute(
             select(Claim.attempt, Claim.resumed_from_step).order_by(Claim.id)
@@ -71,6 +76,7 @@ def test_sigterm_checkpoints_the_run_and_another_worker_resumes_it(stack, db):
     assert claims[1].resumed_from_step > 0
 
 
+@SQLITE_ONLY
 def test_api_process_rejects_bad_specs_and_stores_nothing(stack):
     stack.start_api()
     for body in ({"depth": 0}, {"teacher": [1]}, {"extra": True}):

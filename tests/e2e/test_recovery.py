@@ -24,6 +24,11 @@ FAST_LEASES = {
     "DIRCONV_MAX_ATTEMPTS": "10",
 }
 KILLS = 3
+STEPS = 10_000
+
+
+def _progress(client, experiment_id: int) -> int:
+    return client.get(f"/experiments/{experiment_id}").json()["progress"]["step"]
 
 
 def _claims(db, experiment_id: int | None = None) -> int:
@@ -54,14 +59,16 @@ def _assert_clean_logs(stack: Stack) -> None:
 
 def test_sigkilled_workers_leave_a_run_that_equals_the_uninterrupted_one(stack, client, db):
     stack.env.update(FAST_LEASES)
-    spec = {"depth": 3, "steps": 10_000, "log_every": 5, "seed": 3}
+    spec = {"depth": 3, "steps": STEPS, "log_every": 5, "seed": 3}
     experiment_id = client.post("/experiments", json=spec).json()["id"]
     chance = random.Random()
     started = time.monotonic()
     for kill in range(KILLS):
+        # Somewhere in each third of the run, then anywhere between two flushes.
+        target = chance.uniform(kill * STEPS / 3 + 200, (kill + 1) * STEPS / 3 - 1200)
         victim = stack.start("worker")
-        wait_for(lambda k=kill: _claims(db, experiment_id) > k, timeout=60)
-        time.sleep(chance.uniform(0.0, 1.2))  # anywhere: mid-block, mid-flush, mid-checkpoint
+        wait_for(lambda t=target: _progress(client, experiment_id) >= t, timeout=60)
+        time.sleep(chance.uniform(0.0, 0.15))
         victim.send_signal(signal.SIGKILL)
         victim.wait()
     stack.start("worker")
@@ -73,7 +80,7 @@ def test_sigkilled_workers_leave_a_run_that_equals_the_uninterrupted_one(stack, 
     expected = _uninterrupted(spec)
     series = client.get(f"/experiments/{experiment_id}/metrics").json()["series"]
     for name, values in expected.items():
-        assert series[name]["steps"] == list(range(0, 10_001, 5))
+        assert series[name]["steps"] == list(range(0, STEPS + 1, 5))
         assert np.array_equal(np.array(series[name]["values"], dtype=float), values), name
     assert experiment["summary"]["min_directional_error"] == expected["directional_error"].min()
     assert _claims(db, experiment_id) == KILLS + 1
