@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///./data/dirconv.db"
@@ -40,6 +40,16 @@ class Settings(BaseSettings):
     """Claims a run may use up by losing its worker; then it fails."""
     checkpoint_seconds: float = Field(default=CHECKPOINT_SECONDS, ge=0)
     """Longest a worker runs between checkpoints (each is written with a metric flush)."""
+
+    @model_validator(mode="after")
+    def _heartbeats_fit_in_the_lease(self) -> Settings:
+        # Otherwise every live worker would look dead between two of its heartbeats.
+        if self.heartbeat_seconds >= self.lease_seconds:
+            raise ValueError(
+                "DIRCONV_HEARTBEAT_SECONDS must be below DIRCONV_LEASE_SECONDS "
+                f"({self.heartbeat_seconds} >= {self.lease_seconds})"
+            )
+        return self
 
 
 @lru_cache

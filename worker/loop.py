@@ -181,7 +181,6 @@ class Worker:
 
     def _run(self, claimed: queue.Claimed) -> None:
         buffer = MetricBuffer(self.db, claimed, self.settings)
-        total = int(claimed.spec.get("steps", 0))
 
         def on_block(block: MetricBlock) -> bool:
             buffer.add(block)
@@ -189,7 +188,7 @@ class Worker:
             if stopping or buffer.due():
                 # A block that ended the run is not worth resuming from: the run is done.
                 wanted = stopping or buffer.checkpoint_due()
-                buffer.flush(block.snapshot() if wanted and block.step < total else None)
+                buffer.flush(block.snapshot() if wanted and block.step < spec.steps else None)
             return buffer.verdict == queue.RUNNING and not stopping
 
         try:

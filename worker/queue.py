@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.expression import ColumnElement
 
 from service.db import IMMEDIATE
 from service.models import Checkpoint, Claim, Experiment, MetricPoint, WorkerRow, db_now, utcnow
@@ -203,7 +204,8 @@ def _resume(connection: Connection, lease: Lease, spec: dict) -> Claimed:
     )
 
 
-def _holds(lease: Lease):  # noqa: ANN202 (a SQL condition)
+def _holds(lease: Lease) -> tuple[ColumnElement[bool], ...]:
+    """The run is still `lease`'s: running, under this worker, in this attempt."""
     return (
         Experiment.id == lease.experiment_id,
         Experiment.worker_id == lease.worker_id,

@@ -78,8 +78,11 @@ def _uninterrupted(spec: dict) -> dict[str, list[float]]:
 def test_crashed_runs_resume_from_their_checkpoint_exactly(client, db):
     spec = {"depth": 3, "steps": 3000, "log_every": 3, "seed": 7}
     experiment_id = client.post("/experiments", json=spec).json()["id"]
-    for flushes in (3, 2, 4):
-        _crash_after(Worker(db, _settings(max_attempts=10)), flushes)
+    # The second attempt never checkpoints: the third resumes from the first's checkpoint and
+    # must drop the points the second wrote past it.
+    for checkpoint_seconds, flushes in ((0.0, 3), (1e9, 3), (0.0, 4)):
+        settings = _settings(max_attempts=10, checkpoint_seconds=checkpoint_seconds)
+        _crash_after(Worker(db, settings), flushes)
         assert _experiment(db, experiment_id).status == "running"
         time.sleep(0.25)  # the lease runs out: these workers never sent a heartbeat
     assert Worker(db, _settings(max_attempts=10)).run_one()
@@ -95,8 +98,8 @@ def test_crashed_runs_resume_from_their_checkpoint_exactly(client, db):
         claims = connection.execute(select(Claim).order_by(Claim.id)).all()
         assert connection.scalar(select(func.count()).select_from(Checkpoint)) == 0
     assert [claim.attempt for claim in claims] == [1, 2, 3, 4]
-    assert claims[0].resumed_from_step == 0
-    assert all(claim.resumed_from_step > 0 for claim in claims[1:])
+    resumed = [claim.resumed_from_step for claim in claims]
+    assert 0 == resumed[0] < resumed[1] == resumed[2] < resumed[3]
 
 
 def test_a_run_that_keeps_losing_its_worker_fails_saying_why(client, db):
