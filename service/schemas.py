@@ -24,6 +24,8 @@ class ExperimentRead(BaseModel):
     finished_at: datetime | None
     error: str | None
     summary: dict | None
+    attempts: int
+    """Claims that counted against DIRCONV_MAX_ATTEMPTS (a graceful worker stop does not)."""
 
 
 class ExperimentList(BaseModel):

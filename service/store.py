@@ -78,6 +78,7 @@ def to_read(experiment: Experiment) -> ExperimentRead:
         finished_at=experiment.finished_at,
         error=experiment.error,
         summary=experiment.summary,
+        attempts=experiment.attempts,
     )
 
 

@@ -36,6 +36,7 @@ def test_worker_runs_a_queued_experiment_to_success(client, db):
     experiment = client.get(f"/experiments/{experiment_id}").json()
     assert experiment["status"] == "succeeded"
     assert experiment["progress"] == {"step": 300, "total_steps": 300}
+    assert experiment["attempts"] == 1
     assert experiment["started_at"] <= experiment["finished_at"]
     summary = experiment["summary"]
     assert summary["steps"] == 300
