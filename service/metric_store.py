@@ -92,6 +92,24 @@ def delete_points(connection: Connection, experiment_id: int) -> None:
     connection.execute(delete(MetricChunk).where(MetricChunk.experiment_id == experiment_id))
 
 
+def delete_points_from(connection: Connection, experiment_id: int, step: int) -> None:
+    """Drop an experiment's points at `step` and after (a run resuming from a checkpoint at
+    `step` writes them again); the chunk holding `step` is rewritten with what precedes it."""
+    first = min(step // CHUNK_STEPS, MAX_CHUNK)
+    mine = MetricChunk.experiment_id == experiment_id
+    connection.execute(delete(MetricChunk).where(mine, MetricChunk.chunk > first))
+    boundary = connection.execute(
+        select(MetricChunk.name, MetricChunk.chunk, MetricChunk.offsets_u16, MetricChunk.values_f64)
+        .where(mine, MetricChunk.chunk == first)
+        .with_for_update()
+    ).all()
+    connection.execute(delete(MetricChunk).where(mine, MetricChunk.chunk == first))
+    kept = [(row[0], _clip(_unpack([row[1:]]), end_step=step - 1)) for row in boundary]
+    rows = [_pack(experiment_id, name, first, part) for name, part in kept if len(part.steps)]
+    if rows:
+        _upsert(connection, rows)
+
+
 def count_points(connection: Connection | Session, experiment_id: int) -> int:
     """How many points an experiment has stored, over all metrics."""
     query = select(func.coalesce(func.sum(MetricChunk.n_points), 0))

@@ -9,6 +9,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Double,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -16,7 +17,10 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql.expression import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
 
 STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
 FINISHED_STATUSES = ("succeeded", "failed", "canceled")
@@ -24,6 +28,32 @@ FINISHED_STATUSES = ("succeeded", "failed", "canceled")
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class db_now(ColumnElement[datetime]):  # noqa: N801 (reads as the function it stands for)
+    """The database's clock, `seconds_ago` in the past, as SQL.
+
+    Leases compare heartbeats written by many hosts: one clock (the database's) makes them
+    immune to skew between those hosts.
+    """
+
+    inherit_cache = True
+    _traverse_internals = [("seconds_ago", InternalTraversal.dp_plain_obj)]
+
+    def __init__(self, seconds_ago: float = 0.0) -> None:
+        self.seconds_ago = float(seconds_ago)
+        self.type = UTCDateTime()
+
+
+@compiles(db_now, "sqlite")
+def _db_now_sqlite(element: db_now, _compiler: Any, **_kw: Any) -> str:
+    # The text format SQLAlchemy stores SQLite datetimes in, so comparisons are lexical.
+    return f"strftime('%Y-%m-%d %H:%M:%f000', 'now', '-{element.seconds_ago!r} seconds')"
+
+
+@compiles(db_now)
+def _db_now_default(element: db_now, _compiler: Any, **_kw: Any) -> str:
+    return f"(now() - interval '{element.seconds_ago!r} seconds')"
 
 
 class UTCDateTime(TypeDecorator):
@@ -60,7 +90,7 @@ class Experiment(Base):
     error: Mapped[str | None] = mapped_column(Text)
     summary: Mapped[dict | None] = mapped_column(JSON)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
-    worker_id: Mapped[str | None] = mapped_column(String(200))
+    worker_id: Mapped[str | None] = mapped_column(String(200), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     sweep_id: Mapped[int | None] = mapped_column(
         ForeignKey("sweeps.id", ondelete="CASCADE"), index=True
@@ -120,3 +150,46 @@ class MetricChunk(Base):
     sketch_values_f64: Mapped[bytes] = mapped_column(LargeBinary)
     offsets_u16: Mapped[bytes] = mapped_column(LargeBinary)
     values_f64: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class WorkerRow(Base):
+    """A worker process that has registered and sends heartbeats; its job is the running
+    experiment whose `worker_id` is this row's id."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    device: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_heartbeat: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class Claim(Base):
+    """One claim of an experiment by a worker: the queue's audit log."""
+
+    __tablename__ = "claims"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(
+        ForeignKey("experiments.id", ondelete="CASCADE"), index=True
+    )
+    worker_id: Mapped[str] = mapped_column(String(200))
+    attempt: Mapped[int] = mapped_column(Integer)
+    resumed_from_step: Mapped[int] = mapped_column(Integer)
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Checkpoint(Base):
+    """The newest resumable state of a run: every metric below `step` is stored with it."""
+
+    __tablename__ = "checkpoints"
+
+    experiment_id: Mapped[int] = mapped_column(
+        ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True
+    )
+    step: Mapped[int] = mapped_column(Integer)
+    state: Mapped[bytes] = mapped_column(LargeBinary)
+    min_directional_error: Mapped[float | None] = mapped_column(Double)
+    saved_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -25,6 +25,8 @@ class ExperimentRead(BaseModel):
     finished_at: datetime | None
     error: str | None
     summary: dict | None
+    attempts: int
+    """Claims that counted against DIRCONV_MAX_ATTEMPTS (a graceful worker stop does not)."""
 
 
 class ExperimentList(BaseModel):
@@ -63,6 +65,22 @@ class CompareRead(BaseModel):
     name: str
     runs: list[CompareRun]
     missing: list[int]
+
+
+class WorkerRead(BaseModel):
+    id: str
+    host: str
+    pid: int
+    device: str
+    started_at: datetime
+    last_heartbeat: datetime
+    experiment_id: int | None
+    """The run it is training now, if any."""
+
+
+class WorkerList(BaseModel):
+    data: list[WorkerRead]
+    count: int
 
 
 class Health(BaseModel):

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///./data/dirconv.db"
+HEARTBEAT_SECONDS = 2.0
+LEASE_SECONDS = 15.0
+MAX_ATTEMPTS = 3
+CHECKPOINT_SECONDS = 5.0
 
 
 class Settings(BaseSettings):
@@ -32,6 +36,24 @@ class Settings(BaseSettings):
     torch_threads: int = Field(default=1, ge=1)
     """Intra-op threads per worker; the networks are tiny, so one is fastest."""
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
+    heartbeat_seconds: float = Field(default=HEARTBEAT_SECONDS, gt=0)
+    """How often a worker tells the database it is alive."""
+    lease_seconds: float = Field(default=LEASE_SECONDS, gt=0)
+    """Silence after which a worker counts as dead and its running job goes back to the queue."""
+    max_attempts: int = Field(default=MAX_ATTEMPTS, ge=1)
+    """Claims a run may use up by losing its worker; then it fails."""
+    checkpoint_seconds: float = Field(default=CHECKPOINT_SECONDS, ge=0)
+    """Longest a worker runs between checkpoints (each is written with a metric flush)."""
+
+    @model_validator(mode="after")
+    def _heartbeats_fit_in_the_lease(self) -> Settings:
+        # Otherwise every live worker would look dead between two of its heartbeats.
+        if self.heartbeat_seconds >= self.lease_seconds:
+            raise ValueError(
+                "DIRCONV_HEARTBEAT_SECONDS must be below DIRCONV_LEASE_SECONDS "
+                f"({self.heartbeat_seconds} >= {self.lease_seconds})"
+            )
+        return self
 
 
 @lru_cache

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from service.models import Experiment, ExperimentTag, utcnow
-from service.schemas import ExperimentRead, Progress
+from service.models import Experiment, ExperimentTag, WorkerRow, db_now, utcnow
+from service.schemas import ExperimentRead, Progress, WorkerRead
 from service.spec import ExperimentSpec
 
 MAX_ID = 2**31 - 1
@@ -87,4 +87,32 @@ def to_read(experiment: Experiment) -> ExperimentRead:
         finished_at=experiment.finished_at,
         error=experiment.error,
         summary=experiment.summary,
+        attempts=experiment.attempts,
     )
+
+
+def list_live_workers(session: Session, lease_seconds: float) -> list[WorkerRead]:
+    """Workers heard from within `lease_seconds`, oldest first, with the run each one holds."""
+    current = (
+        select(Experiment.id)
+        .where(Experiment.worker_id == WorkerRow.id, Experiment.status == "running")
+        .limit(1)
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        select(WorkerRow, current.label("experiment_id"))
+        .where(WorkerRow.last_heartbeat >= db_now(lease_seconds))
+        .order_by(WorkerRow.started_at, WorkerRow.id)
+    ).all()
+    return [
+        WorkerRead(
+            id=row.id,
+            host=row.host,
+            pid=row.pid,
+            device=row.device,
+            started_at=row.started_at,
+            last_heartbeat=row.last_heartbeat,
+            experiment_id=experiment_id,
+        )
+        for row, experiment_id in rows
+    ]

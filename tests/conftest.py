@@ -1,19 +1,85 @@
-"""Shared fixtures: a real SQLite file migrated with Alembic, and an API client on it."""
+"""Shared fixtures: a database migrated with Alembic (a temporary SQLite file, or a fresh
+PostgreSQL database for the session), and an API client on it.
+
+Every test that asks for `database_url`, `db` or `client` runs once per backend. PostgreSQL is
+the local one (`.ci/run` starts it): DIRCONV_TEST_POSTGRES_URL names a database to connect to
+for creating the test database; DIRCONV_TEST_POSTGRES=off skips the PostgreSQL half.
+"""
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import make_url
 
 from service.db import make_engine, upgrade_schema
 from service.main import create_app
+from service.models import Base
+
+POSTGRES_URL = os.environ.get(
+    "DIRCONV_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+BACKENDS = ["sqlite", "postgresql"]
+TABLES = ", ".join(table.name for table in Base.metadata.sorted_tables)
 
 
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
+def _admin_connection() -> psycopg.Connection:
+    url = make_url(POSTGRES_URL)
+    return psycopg.connect(
+        host=url.host,
+        port=url.port or 5432,
+        user=url.username,
+        password=url.password,
+        dbname=url.database,
+        autocommit=True,
+        connect_timeout=5,
+    )
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL database of its own for this test session, migrated, dropped at the end."""
+    if os.environ.get("DIRCONV_TEST_POSTGRES") == "off":
+        pytest.skip("DIRCONV_TEST_POSTGRES=off")
+    name = f"dirconv_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = _admin_connection()
+    except psycopg.OperationalError as exc:
+        pytest.fail(
+            f"PostgreSQL at {POSTGRES_URL} is not reachable ({exc}); start it with "
+            "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` "
+            "or set DIRCONV_TEST_POSTGRES=off"
+        )
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    upgrade_schema(url)
+    yield url
+    with _admin_connection() as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _empty_postgres(url: str) -> None:
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("SET LOCAL lock_timeout = '20s'")
+        connection.exec_driver_sql(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+    engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database at the newest schema, on each backend in turn."""
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+        _empty_postgres(url)
+        return url
     url = f"sqlite:///{tmp_path / 'dirconv.db'}"
     upgrade_schema(url)
     return url

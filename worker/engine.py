@@ -259,13 +259,14 @@ def make_group(specs: list[ExperimentSpec], resumes: list[bytes | None] | None =
 
 def run_group(
     specs: list[ExperimentSpec],
-    on_block: Callable[[int, MetricBlock], bool],
+    on_blocks: Callable[[list[MetricBlock | None]], list[bool]],
     resumes: list[bytes | None] | None = None,
     on_end: Callable[[int, RunResult | EngineError], None] | None = None,
 ) -> list[RunResult | EngineError]:
-    """Train `specs` together to the end; `on_block(m, block)` gets member m's metrics after
-    each block and returns False to stop that member; `on_end(m, outcome)` hears as soon as
-    a member is done. Returns each member's result, or the EngineError that ended it."""
+    """Train `specs` together to the end. After each block of steps, `on_blocks` gets every
+    member's metrics (None for members already done) while the group's state is that of the
+    blocks' `step`, and returns per member whether to go on; `on_end(m, outcome)` hears as
+    soon as member m is done. Returns each member's result, or the EngineError that ended it."""
     group = make_group(specs, resumes)
     tracker = [_Tracker() for _ in specs]
     outcome: list[RunResult | EngineError | None] = [None] * len(specs)
@@ -273,9 +274,13 @@ def run_group(
     while any(result is None for result in outcome):
         started = time.perf_counter()
         blocks = group.advance(min(block_steps, total - group.step + 1))
-        for m, block in enumerate(blocks):
-            if outcome[m] is None:
-                outcome[m] = _after_block(group, m, block, tracker[m], on_block, total)
+        live = [
+            block if result is None else None for block, result in zip(blocks, outcome, strict=True)
+        ]
+        keep_going = on_blocks(live)
+        for m, block in enumerate(live):
+            if block is not None:
+                outcome[m] = _after_block(group, m, block, tracker[m], keep_going[m], total)
                 if outcome[m] is not None and on_end is not None:
                     on_end(m, outcome[m])
         if time.perf_counter() - started < BLOCK_TARGET_SECONDS:
@@ -283,9 +288,8 @@ def run_group(
     return outcome
 
 
-def _after_block(group, m, block, tracker, on_block, total) -> RunResult | EngineError | None:
+def _after_block(group, m, block, tracker, keep_going, total) -> RunResult | EngineError | None:
     tracker.add(block)
-    keep_going = on_block(m, block)
     if group.errors[m] is not None:
         return EngineError(group.errors[m])
     finished = block.step == total and block.steps[-1:].tolist() == [total]
@@ -320,7 +324,7 @@ def run(
     """Train one run (from a block's snapshot if `resume` is given); a False from `on_block`
     stops it early. Raises EngineError if the run cannot go on. After a resume, `final` and
     `min_directional_error` cover only the steps run since."""
-    (outcome,) = run_group([spec], lambda _m, block: on_block(block), [resume])
+    (outcome,) = run_group([spec], lambda blocks: [on_block(blocks[0])], [resume])
     if isinstance(outcome, EngineError):
         raise outcome
     return outcome

@@ -1,6 +1,7 @@
-"""The job loop: claim queued experiments, run them, stream their metrics, record how each
-ended. A claimed sweep member brings along the queued members of its sweep that can train
-with it (same batch key), and all of them run as one group."""
+"""The job loop: claim queued experiments, train them, stream their metrics and checkpoints,
+record how each ended. A claimed sweep member brings along the queued members of its sweep
+that can train with it (same batch key), and all of them run as one group. A timer thread
+sends heartbeats; the loop reaps the jobs of silent workers."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError
 
+from service import metric_store
 from service.settings import Settings
 from service.spec import ExperimentSpec, parse_stored_spec
 from worker import engine as training
@@ -28,152 +30,271 @@ from worker.summary import summarize
 log = logging.getLogger("dirconv.worker")
 RUN_ERRORS = (EngineError, ValueError, RuntimeError, torch.OutOfMemoryError)
 
+FORGET_WORKERS_AFTER_LEASES = 20
+"""A registry row silent for this many leases is dropped when another worker starts."""
+
 
 @dataclass
 class Member:
-    """One claimed run inside the worker: its metric blocks not yet written, and what it
-    reached."""
+    """One claimed run inside the worker: its metric blocks not yet written, the step it
+    reached, and how its last write went."""
 
-    id: int
+    lease: queue.Lease
     spec: ExperimentSpec
-    blocks: list[MetricBlock] = field(default_factory=list)
     step: int = 0
+    min_error: float = math.inf
+    """Smallest directional error logged so far, checkpoints included."""
+    blocks: list[MetricBlock] = field(default_factory=list)
+    last_block: MetricBlock | None = None
     written_step: int = -1
-    error_series: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    verdict: str = queue.RUNNING
+
+    @property
+    def id(self) -> int:
+        return self.lease.experiment_id
 
     def add(self, block: MetricBlock) -> None:
         self.blocks.append(block)
-        self.error_series.append((block.steps, block.values["directional_error"]))
-        self.step = block.step
+        self.last_block, self.step = block, block.step
+        errors = block.values["directional_error"]
+        self.min_error = min(self.min_error, float(errors[np.isfinite(errors)].min(initial=np.inf)))
 
     def pending_points(self) -> int:
         return sum(len(block.steps) * len(block.values) for block in self.blocks)
 
-    def take_series(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """The points held, as {metric: (steps, values)} arrays; the member holds none after."""
-        blocks, self.blocks = self.blocks, []
-        if not blocks:
+    def series(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """The points held, as {metric: (steps, values)} arrays."""
+        if not self.blocks:
             return {}
-        steps = np.concatenate([block.steps for block in blocks])
+        steps = np.concatenate([block.steps for block in self.blocks])
         return {
-            name: (steps, np.concatenate([block.values[name] for block in blocks]))
-            for name in blocks[0].values
+            name: (steps, np.concatenate([block.values[name] for block in self.blocks]))
+            for name in self.blocks[0].values
         }
 
 
 class MetricBuffer:
     """Holds the members' metric blocks and writes them in one transaction, by size or after
-    `flush_seconds`; each write also reports which members the user canceled."""
+    `flush_seconds`, with checkpoints at least every `checkpoint_seconds`."""
 
     def __init__(self, db: Engine, members: list[Member], settings: Settings) -> None:
         self.db, self.members, self.settings = db, members, settings
-        self.last_flush = time.monotonic()
-        self.cancel_requested: set[int] = set()
+        self.last_flush = self.last_checkpoint = time.monotonic()
 
     def due(self) -> bool:
         overdue = time.monotonic() - self.last_flush >= self.settings.flush_seconds
         buffered = sum(member.pending_points() for member in self.members)
         return overdue or buffered >= self.settings.flush_points
 
-    def flush(self) -> None:
-        """Write what changed since the last flush (nothing at all if nothing did)."""
-        pending = [m for m in self.members if m.blocks or m.step != m.written_step]
+    def checkpoint_due(self) -> bool:
+        return time.monotonic() - self.last_checkpoint >= self.settings.checkpoint_seconds
+
+    def flush(self, checkpoint: bool = False) -> None:
+        """Write what changed since the last flush. With `checkpoint`, each member's state
+        after its last block goes in the same transaction as the metrics before it, so a
+        checkpoint never runs ahead of its metrics. A failed write keeps everything for the
+        next flush: writes are idempotent, and a lasting outage ends in the lease running out
+        and another worker resuming the checkpoint."""
+        pending = [m for m in self.members if m.verdict == queue.RUNNING and self._changed(m)]
         if pending:
-            progress = [(member.id, member.take_series(), member.step) for member in pending]
-            self.cancel_requested |= queue.record_progress(self.db, progress)
-        for member in pending:
-            member.written_step = member.step
+            progress = [self._progress(member, checkpoint) for member in pending]
+            try:
+                verdicts = queue.record_progress(self.db, progress)
+            except DBAPIError as exc:
+                log.warning("event=flush_failed error=%r", str(exc)[:200])
+                self.last_flush = time.monotonic()
+                return
+            for member in pending:
+                member.verdict = verdicts[member.id]
+                member.blocks, member.written_step = [], member.step
         self.last_flush = time.monotonic()
+        if checkpoint:
+            self.last_checkpoint = self.last_flush
+
+    @staticmethod
+    def _changed(member: Member) -> bool:
+        return bool(member.blocks) or member.step != member.written_step
+
+    @staticmethod
+    def _progress(member: Member, checkpoint: bool) -> queue.Progress:
+        # A block that ended the run is not worth resuming from: the run is done.
+        block = member.last_block
+        wanted = checkpoint and block is not None and block.step < member.spec.steps
+        state = (block.snapshot(), member.min_error) if wanted else None
+        return queue.Progress(member.lease, member.series(), member.step, state)
+
+    def drain(self) -> None:
+        """Flush until every point is written or the leases are lost; give up (raise) after
+        `lease_seconds`, by when the runs are another worker's anyway."""
+        deadline = time.monotonic() + self.settings.lease_seconds
+        self.flush()
+        while any(m.blocks and m.verdict != queue.LOST for m in self.members):
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    "could not write metrics of " + str([m.id for m in self.members])
+                )
+            time.sleep(self.settings.poll_seconds)
+            self.flush()
+
+
+class Heartbeat:
+    """Tells the database every `seconds` that the worker lives, from its own thread, so a
+    long block of training never looks like a dead worker."""
+
+    def __init__(self, db: Engine, info: queue.WorkerInfo, seconds: float) -> None:
+        self.db, self.info, self.seconds = db, info, seconds
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join()
+
+    def _beat(self) -> None:
+        while not self.done.wait(self.seconds):
+            try:
+                queue.heartbeat(self.db, self.info)
+            except DBAPIError as exc:
+                log.warning(
+                    "event=heartbeat_failed worker=%s error=%r", self.info.id, str(exc)[:200]
+                )
 
 
 class Worker:
     def __init__(self, db: Engine, settings: Settings) -> None:
         self.db, self.settings = db, settings
-        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        host, pid = socket.gethostname(), os.getpid()
+        self.id = f"{host}:{pid}:{uuid.uuid4().hex[:8]}"
+        device = training.resolve_device("auto").type
+        self.info = queue.WorkerInfo(id=self.id, host=host, pid=pid, device=device)
         self.stopping = threading.Event()
+        self.last_reap = -math.inf
 
     def stop(self) -> None:
-        """Ask the loop to end: running jobs go back to the queue, then the loop returns."""
+        """Ask the loop to end: running jobs checkpoint and go back to the queue, then the
+        worker unregisters and the loop returns."""
         self.stopping.set()
 
     def run_forever(self) -> None:
-        log.info("event=worker_started worker=%s", self.id)
-        while not self.stopping.is_set():
-            if not self.run_one():
-                self.stopping.wait(self.settings.poll_seconds)
-        log.info("event=worker_stopped worker=%s", self.id)
+        forget_after = FORGET_WORKERS_AFTER_LEASES * self.settings.lease_seconds
+        queue.register_worker(self.db, self.info, forget_after)
+        heartbeat = Heartbeat(self.db, self.info, self.settings.heartbeat_seconds)
+        heartbeat.start()
+        log.info("event=worker_started worker=%s device=%s", self.id, self.info.device)
+        try:
+            while not self.stopping.is_set():
+                if not self.run_one():
+                    self.stopping.wait(self.settings.poll_seconds)
+        finally:
+            heartbeat.stop()
+            queue.unregister_worker(self.db, self.id)
+            log.info("event=worker_stopped worker=%s", self.id)
 
     def run_one(self) -> bool:
-        """Claim and run the oldest queued experiment (with its batchable siblings); False if
-        the queue was empty."""
+        """Reap silent workers' jobs if due, then claim and run the oldest queued experiment
+        (with its batchable siblings); False if the queue was empty."""
         try:
-            claimed = queue.claim_next(self.db, self.id)
-            if claimed is not None:
-                claimed = [claimed, *queue.claim_siblings(self.db, self.id, claimed,
-                                                          self.settings.max_batch - 1)]  # fmt: skip
-        except (OperationalError, ProgrammingError) as exc:
-            log.warning("event=claim_failed error=%r", str(exc)[:200])
+            self._reap_if_due()
+            claimed = self._claim()
+        except DBAPIError as exc:
+            log.warning("event=claim_failed worker=%s error=%r", self.id, str(exc)[:200])
             return False
-        if claimed is None:
+        if not claimed:
             return False
-        log.info("event=claimed experiments=%s worker=%s", [c.id for c in claimed], self.id)
-        self._run([self._member(c) for c in claimed if c is not None])
+        first = claimed[0]
+        log.info(
+            "event=claimed experiments=%s worker=%s attempt=%d resume_step=%d",
+            [c.id for c in claimed],
+            self.id,
+            first.lease.attempt,
+            first.resume_step,
+        )
+        self._run(claimed)
         return True
 
-    def _member(self, claimed: queue.Claimed) -> Member | None:
-        try:
-            return Member(claimed.id, parse_stored_spec(claimed.spec))
-        except ValueError as exc:
-            queue.finish(self.db, claimed.id, "failed", error=f"stored spec is invalid: {exc}")
-            return None
+    def _claim(self) -> list[queue.Claimed]:
+        first = queue.claim_next(self.db, self.id)
+        if first is None:
+            return []
+        limit = self.settings.max_batch - 1
+        return [first, *queue.claim_siblings(self.db, self.id, first, limit)]
 
-    def _run(self, members: list[Member | None]) -> None:
-        members = [member for member in members if member is not None]
-        if not members:
+    def _reap_if_due(self) -> None:
+        # Every worker reaps, at most once per heartbeat period: one cheap UPDATE.
+        if time.monotonic() - self.last_reap < self.settings.heartbeat_seconds:
             return
+        self.last_reap = time.monotonic()
+        moved = queue.reap(self.db, self.settings.lease_seconds, self.settings.max_attempts)
+        if moved:
+            log.info("event=reaped jobs=%d worker=%s", moved, self.id)
+
+    def _run(self, claimed: list[queue.Claimed]) -> None:
+        members, resumes = [], []
+        for item in claimed:
+            try:
+                spec = parse_stored_spec(item.spec)
+            except ValueError as exc:
+                queue.finish(self.db, item.lease, "failed", error=f"invalid stored spec: {exc}")
+                continue
+            members.append(Member(item.lease, spec, item.resume_step, item.min_directional_error))
+            resumes.append(item.resume)
+        if members:
+            self._train(members, resumes)
+
+    def _train(self, members: list[Member], resumes: list[bytes | None]) -> None:
         buffer = MetricBuffer(self.db, members, self.settings)
-
-        def on_block(m: int, block: MetricBlock) -> bool:
-            members[m].add(block)
-            if buffer.due():
-                buffer.flush()
-            return not (members[m].id in buffer.cancel_requested or self.stopping.is_set())
-
         ended: set[int] = set()
 
+        def on_blocks(blocks: list[MetricBlock | None]) -> list[bool]:
+            for member, block in zip(members, blocks, strict=True):
+                if block is not None:
+                    member.add(block)
+            stopping = self.stopping.is_set()
+            if stopping or buffer.due():
+                buffer.flush(checkpoint=stopping or buffer.checkpoint_due())
+            return [m.verdict == queue.RUNNING and not stopping for m in members]
+
         def on_end(m: int, outcome: RunResult | EngineError) -> None:
-            buffer.flush()
-            self._record_end(members[m], outcome, members[m].id in buffer.cancel_requested)
+            buffer.drain()
+            self._record_end(members[m], outcome)
             ended.add(m)
 
         try:
-            training.run_group([member.spec for member in members], on_block, on_end=on_end)
+            specs = [member.spec for member in members]
+            training.run_group(specs, on_blocks, resumes, on_end=on_end)
         except RUN_ERRORS as exc:
-            buffer.flush()
+            buffer.drain()
             for m in set(range(len(members))) - ended:
-                self._record_end(members[m], exc, False)
+                self._record_end(members[m], exc)
 
-    def _record_end(self, member: Member, outcome: RunResult | Exception, canceled: bool) -> None:
-        if isinstance(outcome, Exception):
+    def _record_end(self, member: Member, outcome: RunResult | Exception) -> None:
+        lease = member.lease
+        if member.verdict == queue.LOST:
+            log.warning("event=lease_lost experiment=%d worker=%s", member.id, self.id)
+        elif isinstance(outcome, Exception):
             log.warning("event=failed experiment=%d error=%r", member.id, str(outcome)[:200])
-            queue.finish(self.db, member.id, "failed", error=str(outcome))
-        elif outcome.completed or canceled:
+            queue.finish(self.db, lease, "failed", error=str(outcome))
+        elif outcome.completed or member.verdict == queue.CANCEL:
             status = "succeeded" if outcome.completed else "canceled"
-            queue.finish(self.db, member.id, status, summary=_summary(member, outcome))
+            queue.finish(self.db, lease, status, summary=self._summary(member, outcome))
         else:
-            queue.requeue(self.db, member.id)
-        log.info("event=ended experiment=%d outcome=%s", member.id, type(outcome).__name__)
+            queue.requeue(self.db, lease)
+        log.info("event=ended experiment=%d step=%d", member.id, member.step)
 
-
-def _summary(member: Member, result: RunResult) -> dict:
-    steps = np.concatenate([steps for steps, _ in member.error_series])
-    errors = np.concatenate([errors for _, errors in member.error_series])
-    summary = {
-        "steps": result.steps_done,
-        **{f"final_{name}": value for name, value in result.final.items()},
-        **summarize(steps, errors, member.spec.lr, member.spec.optimizer),
-    }
-    return _json_safe(summary)
+    def _summary(self, member: Member, result: RunResult) -> dict:
+        """Final values, thresholds and the fitted rate, over the whole stored series (a
+        resumed run's engine saw only the steps since its checkpoint)."""
+        with self.db.connect() as connection:
+            errors = metric_store.read_series(connection, member.id, "directional_error")
+        summary = {
+            "steps": result.steps_done,
+            **{f"final_{name}": value for name, value in result.final.items()},
+            **summarize(errors.steps, errors.values, member.spec.lr, member.spec.optimizer),
+        }
+        return _json_safe(summary)
 
 
 def _json_safe(value):  # noqa: ANN001, ANN202

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from service.api import dashboard, experiments, health, metrics, sweeps, theory
+from service.api import dashboard, experiments, health, metrics, sweeps, theory, workers
 
 api_router = APIRouter()
 api_router.include_router(health.router)
@@ -12,3 +12,4 @@ api_router.include_router(sweeps.router)
 api_router.include_router(theory.router)
 api_router.include_router(dashboard.router)
 api_router.include_router(metrics.compare_router)
+api_router.include_router(workers.router)

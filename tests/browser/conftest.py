@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_processes import REPO_ROOT, Stack
+from tests.e2e.stack import REPO_ROOT, Stack
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -31,7 +31,8 @@ CHROMIUM_FLAGS = (
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = Stack(tmp_path_factory.mktemp("stack"))
+    folder = tmp_path_factory.mktemp("stack")
+    running = Stack(folder, f"sqlite:///{folder / 'dirconv.db'}")
     try:
         running.start_api()
         running.start("worker")

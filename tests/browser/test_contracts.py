@@ -8,7 +8,7 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 
 from tests.browser.test_dashboard import POINTS_SCRIPT, _status, _wait
-from tests.e2e.test_processes import wait_for
+from tests.e2e.stack import wait_for
 
 SERIES_SCRIPT = "const c = window.dirconv.charts[arguments[0]]; return c ? c.series.length : 0;"
 

@@ -6,12 +6,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.test_processes import Stack
+from tests.e2e.stack import Stack
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = Stack(tmp_path_factory.mktemp("stack"))
+    folder = tmp_path_factory.mktemp("stack")
+    running = Stack(folder, f"sqlite:///{folder / 'dirconv.db'}")
     try:
         running.start_api()
         running.start("worker")

@@ -33,7 +33,7 @@ def test_create_fills_every_default(client):
     assert body["spec"]["depth"] == 4 and body["spec"]["width"] == 2
     assert body["spec"]["init_vector"] == [0.6, 0.8]
     assert body["progress"] == {"step": 0, "total_steps": 20_000}
-    assert body["summary"] is None and body["error"] is None
+    assert body["summary"] is None and body["error"] is None and body["attempts"] == 0
     assert body["created_at"].endswith("Z") or body["created_at"].endswith("+00:00")
     assert client.get(f"/experiments/{body['id']}").json() == body
 

@@ -11,7 +11,6 @@ from service.db import make_engine, upgrade_schema
 from service.metric_store import CHUNK_STEPS, SeriesArrays
 from service.models import Experiment
 from tests.service.scratch_postgres import scratch_postgres_url
-from worker import queue
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -87,11 +86,12 @@ def test_out_of_order_writes_are_read_back_sorted(store_db):
     _same(_read(store_db, experiment_id), [10, 30_000, 50_000], [1.0, 3.0, 2.0])
 
 
-def test_replayed_record_progress_is_idempotent(store_db):
+def test_replayed_flush_is_idempotent(store_db):
     experiment_id = _experiment(store_db)
     flush = {"angle": (np.arange(100), np.ones(100)), "loss": (np.arange(100), np.zeros(100))}
     for _ in range(2):
-        assert queue.record_progress(store_db, [(experiment_id, flush, 99)]) == set()
+        with store_db.begin() as connection:
+            assert metric_store.write_points(connection, experiment_id, flush) == 200
     with store_db.connect() as connection:
         assert metric_store.count_points(connection, experiment_id) == 200
     with store_db.begin() as connection:
@@ -200,3 +200,18 @@ def test_many_downsampled_reads_match_one_by_one_full_reads(store_db):
         full = _read(store_db, experiment_id, **bounds)
         expected = metric_store.downsample(full, 200, "log")
         _same(many[experiment_id], expected.steps, expected.values)
+
+
+@pytest.mark.parametrize("step", [0, 1, 4095, 4096, 5000, 9999, 20_000])
+def test_points_from_a_step_on_are_dropped_and_earlier_ones_kept(store_db, step):
+    experiment_id = _experiment(store_db)
+    steps = np.arange(0, 10_000)
+    _write(store_db, experiment_id, {"loss": (steps, steps * 0.5), "norm": (steps, steps * 2.0)})
+    with store_db.begin() as connection:
+        metric_store.delete_points_from(connection, experiment_id, step)
+    with store_db.connect() as connection:
+        for name, scale in (("loss", 0.5), ("norm", 2.0)):
+            series = metric_store.read_series(connection, experiment_id, name)
+            kept = steps[steps < step]
+            assert series.steps.tolist() == kept.tolist()
+            assert series.values.tolist() == (kept * scale).tolist()

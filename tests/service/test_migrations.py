@@ -1,13 +1,14 @@
-"""Revision 0002 carries per-point metric rows into packed chunks, and back."""
+"""Migrations: 0002 carries per-point metric rows into packed chunks (and back), and the
+schema goes down to the first revision and up again on each backend."""
 
 import math
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from alembic import command
 from service import metric_store
-from service.db import alembic_config, make_engine
+from service.db import alembic_config, make_engine, upgrade_schema
 from tests.service.scratch_postgres import scratch_postgres_url
 
 POINTS = [(s, 1.0 / (s + 1)) for s in range(0, 9000, 3)] + [(9001, None), (9002, math.inf)]
@@ -58,3 +59,22 @@ def test_upgrade_packs_existing_points_and_downgrade_restores_them(old_url):
         rows = connection.execute(text("SELECT step, value FROM metric_points ORDER BY step"))
         assert [tuple(row) for row in rows] == POINTS
     engine.dispose()
+
+
+NEW_TABLES = {"metric_chunks", "workers", "claims", "checkpoints", "sweeps"}
+
+
+def _tables(url: str) -> set[str]:
+    engine = make_engine(url)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_migrations_go_down_and_up_again(database_url):
+    assert _tables(database_url) >= NEW_TABLES
+    command.downgrade(alembic_config(database_url), "0001")
+    assert not NEW_TABLES & _tables(database_url)
+    upgrade_schema(database_url)
+    assert _tables(database_url) >= NEW_TABLES

@@ -1,13 +1,16 @@
-"""The job loop against a real SQLite file, in this process."""
+"""The job loop against a real database (SQLite and PostgreSQL), in this process."""
 
 import threading
 import time
 
 import numpy as np
+from sqlalchemy import select, update
 
 from service import metric_store
+from service.models import Checkpoint, Experiment
 from service.settings import Settings
 from service.spec import ExperimentSpec
+from worker import queue
 from worker.engine import MetricBlock
 from worker.loop import Member, MetricBuffer, Worker
 
@@ -37,6 +40,7 @@ def test_worker_runs_a_queued_experiment_to_success(client, db):
     experiment = client.get(f"/experiments/{experiment_id}").json()
     assert experiment["status"] == "succeeded"
     assert experiment["progress"] == {"step": 300, "total_steps": 300}
+    assert experiment["attempts"] == 1
     assert experiment["started_at"] <= experiment["finished_at"]
     summary = experiment["summary"]
     assert summary["steps"] == 300
@@ -84,25 +88,33 @@ def test_cancel_stops_a_running_run_within_a_second(client, db):
     assert experiment["summary"]["steps"] == experiment["progress"]["step"]
 
 
-def test_stopping_the_worker_puts_its_run_back_in_the_queue(client, db):
+def test_stopping_the_worker_checkpoints_and_requeues_its_run_without_using_an_attempt(client, db):
     experiment_id = client.post("/experiments", json={"steps": 1_000_000}).json()["id"]
     worker = _worker(db)
     thread = threading.Thread(target=worker.run_forever)
     thread.start()
     _wait_for(lambda: client.get(f"/experiments/{experiment_id}").json()["progress"]["step"])
+    assert [w["experiment_id"] for w in client.get("/workers").json()["data"]] == [experiment_id]
     worker.stop()
-    thread.join(timeout=5)
+    thread.join(timeout=10)
     assert not thread.is_alive()
     experiment = client.get(f"/experiments/{experiment_id}").json()
     assert experiment["status"] == "queued"
-    assert experiment["progress"]["step"] == 0 and experiment["started_at"] is None
-    assert _point_count(db, experiment_id) == 0
+    with db.connect() as connection:
+        saved = connection.execute(select(Checkpoint.step)).scalar_one()
+        attempts = connection.scalar(select(Experiment.attempts))
+    assert saved == experiment["progress"]["step"] > 0
+    assert _point_count(db, experiment_id) == 5 * saved  # five metrics at steps below it
+    assert attempts == 0
+    assert client.get("/workers").json() == {"data": [], "count": 0}
 
 
 def test_metric_buffer_flushes_by_size_and_by_time(client, db):
     experiment_id = client.post("/experiments").json()["id"]
     settings = Settings(flush_points=8, flush_seconds=3600)
-    member = Member(experiment_id, ExperimentSpec())
+    member = Member(queue.Lease(experiment_id, "w", 1), ExperimentSpec())
+    with db.begin() as connection:
+        connection.execute(update(Experiment).values(status="running", worker_id="w", attempts=1))
     buffer = MetricBuffer(db, [member], settings)
     steps = np.arange(2)
     values = {"directional_error": steps * 1.0, "norm": steps * 2.0}

@@ -1,0 +1,83 @@
+"""Real `python -m service` and `python -m worker` processes on one database, logging to files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Stack:
+    """The API and any number of workers, sharing one database, logging to files."""
+
+    def __init__(self, tmp_path: Path, database_url: str) -> None:
+        self.tmp_path = tmp_path
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "DIRCONV_POLL_SECONDS": "0.1",
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.processes: list[subprocess.Popen] = []
+        self.log_files: list = []
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self, *args: str) -> subprocess.Popen:
+        log = open(self.tmp_path / f"{args[0]}-{len(self.processes)}.log", "w")  # noqa: SIM115
+        self.log_files.append(log)
+        command = [sys.executable, "-m", *args]
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=self.env, stdout=log, stderr=log)
+        self.processes.append(process)
+        return process
+
+    def start_api(self) -> subprocess.Popen:
+        process = self.start("service", "--host", "127.0.0.1", "--port", str(self.port))
+        wait_for(lambda: self._healthy(), timeout=30)
+        return process
+
+    def _healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def logs(self) -> str:
+        return "\n".join(p.name + ":\n" + p.read_text() for p in self.tmp_path.glob("*.log"))
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for log in self.log_files:
+            log.close()
+
+
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("timed out waiting")
