@@ -127,7 +127,8 @@ def _report(steps, naive, single, sweep, single_engine, sweep_engine, floor, siz
         f"training {sweep_engine:.3f} s, tracking {sweep - sweep_engine:.3f} s of {sweep:.3f} s; "
         f"4 data streams shared by {size} members",
         f"floor: drawing 1000 fresh points per step alone: {steps / floor:.0f} steps/s "
-        f"({floor / steps * 1e6:.1f} us/step)",
+        f"({floor / steps * 1e6:.1f} us/step); (a) trains in {single_engine / steps * 1e6:.1f} "
+        f"us/step, so drawing data is {floor / single_engine:.0%} of its training time",
     ]
     print("\n".join(lines))
 
