@@ -165,12 +165,7 @@ def claim_next(engine: Engine, worker_id: str) -> Claimed | None:
     claim = (
         update(Experiment)
         .where(Experiment.id == oldest_queued, Experiment.status == "queued")
-        .values(
-            status="running",
-            worker_id=worker_id,
-            started_at=func.coalesce(Experiment.started_at, utcnow()),
-            attempts=Experiment.attempts + 1,
-        )
+        .values(**_claimed_by(worker_id))
         .returning(*CLAIMED_COLUMNS)
     )
     with _write(engine) as connection, connection.begin():
@@ -185,6 +180,16 @@ CLAIMED_COLUMNS = (
     Experiment.sweep_id,
     Experiment.batch_key,
 )
+
+
+def _claimed_by(worker_id: str) -> dict:
+    """Column values of a run that `worker_id` claims: running, one more attempt used."""
+    return {
+        "status": "running",
+        "worker_id": worker_id,
+        "started_at": func.coalesce(Experiment.started_at, utcnow()),
+        "attempts": Experiment.attempts + 1,
+    }
 
 
 def claim_siblings(engine: Engine, worker_id: str, first: Claimed, limit: int) -> list[Claimed]:
@@ -208,12 +213,7 @@ def claim_siblings(engine: Engine, worker_id: str, first: Claimed, limit: int) -
     claim = (
         update(Experiment)
         .where(Experiment.id.in_(siblings), Experiment.status == "queued")
-        .values(
-            status="running",
-            worker_id=worker_id,
-            started_at=func.coalesce(Experiment.started_at, utcnow()),
-            attempts=Experiment.attempts + 1,
-        )
+        .values(**_claimed_by(worker_id))
         .returning(*CLAIMED_COLUMNS)
     )
     with _write(engine) as connection, connection.begin():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.stack import REPO_ROOT, Stack
+from tests.e2e.stack import REPO_ROOT, Stack, api_and_worker
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -31,17 +31,8 @@ CHROMIUM_FLAGS = (
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    folder = tmp_path_factory.mktemp("stack")
-    running = Stack(folder, f"sqlite:///{folder / 'dirconv.db'}")
-    try:
-        running.start_api()
-        running.start("worker")
+    with api_and_worker(tmp_path_factory.mktemp("stack")) as running:
         yield running
-    except BaseException:
-        print(running.logs())
-        raise
-    finally:
-        running.stop_all()
 
 
 @pytest.fixture(scope="module")

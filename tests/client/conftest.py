@@ -6,19 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.stack import Stack
+from tests.e2e.stack import Stack, api_and_worker
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    folder = tmp_path_factory.mktemp("stack")
-    running = Stack(folder, f"sqlite:///{folder / 'dirconv.db'}")
-    try:
-        running.start_api()
-        running.start("worker")
+    with api_and_worker(tmp_path_factory.mktemp("stack")) as running:
         yield running
-    except BaseException:
-        print(running.logs())
-        raise
-    finally:
-        running.stop_all()

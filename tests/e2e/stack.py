@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -81,3 +83,19 @@ def wait_for(predicate, timeout: float = 60.0, interval: float = 0.05):
             return value
         time.sleep(interval)
     raise AssertionError("timed out waiting")
+
+
+@contextmanager
+def api_and_worker(folder: Path) -> Iterator[Stack]:
+    """An API and one worker on a SQLite file in `folder`, stopped (logs shown on failure)
+    when the block ends: for fixtures shared by a module's tests."""
+    running = Stack(folder, f"sqlite:///{folder / 'dirconv.db'}")
+    try:
+        running.start_api()
+        running.start("worker")
+        yield running
+    except BaseException:
+        print(running.logs())
+        raise
+    finally:
+        running.stop_all()

@@ -10,6 +10,7 @@ from service import metric_store
 from service.models import Checkpoint, Experiment
 from service.settings import Settings
 from service.spec import ExperimentSpec
+from tests.e2e.stack import wait_for
 from worker import queue
 from worker.engine import MetricBlock
 from worker.loop import Member, MetricBuffer, Worker
@@ -17,16 +18,6 @@ from worker.loop import Member, MetricBuffer, Worker
 
 def _worker(db) -> Worker:
     return Worker(db, Settings(flush_seconds=0.05, poll_seconds=0.05))
-
-
-def _wait_for(predicate, timeout: float = 10.0, interval: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("timed out waiting")
 
 
 def _point_count(db, experiment_id: int) -> int:
@@ -77,7 +68,7 @@ def test_cancel_stops_a_running_run_within_a_second(client, db):
     worker = _worker(db)
     thread = threading.Thread(target=worker.run_one)
     thread.start()
-    _wait_for(lambda: client.get(f"/experiments/{experiment_id}").json()["progress"]["step"])
+    wait_for(lambda: client.get(f"/experiments/{experiment_id}").json()["progress"]["step"])
     asked = time.monotonic()
     assert client.post(f"/experiments/{experiment_id}/cancel").status_code == 202
     thread.join(timeout=5)
@@ -93,7 +84,7 @@ def test_stopping_the_worker_checkpoints_and_requeues_its_run_without_using_an_a
     worker = _worker(db)
     thread = threading.Thread(target=worker.run_forever)
     thread.start()
-    _wait_for(lambda: client.get(f"/experiments/{experiment_id}").json()["progress"]["step"])
+    wait_for(lambda: client.get(f"/experiments/{experiment_id}").json()["progress"]["step"])
     assert [w["experiment_id"] for w in client.get("/workers").json()["data"]] == [experiment_id]
     worker.stop()
     thread.join(timeout=10)
