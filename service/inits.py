@@ -37,6 +37,17 @@ def initial_layers(spec: ExperimentSpec) -> list[np.ndarray]:
     return balanced_layers(w0, [_unit(rng.standard_normal(spec.width)) for _ in shapes[1:]])
 
 
+def initial_end_to_end(spec: ExperimentSpec) -> np.ndarray:
+    """w_e(0) = (W_N ... W_1)^T of `initial_layers(spec)`, without building the layers (for
+    the balanced inits, whose product is w0 by construction)."""
+    if spec.init == "paper":
+        return np.asarray(spec.init_vector, dtype=np.float64)
+    if spec.init == "balanced":
+        rng = np.random.default_rng(stream_key(spec.seed, INIT_SALT))
+        return spec.init_scale * _unit(rng.standard_normal(spec.dim))
+    return end_to_end(initial_layers(spec))
+
+
 def balanced_layers(w0: np.ndarray, hidden_units: list[np.ndarray]) -> list[np.ndarray]:
     """W_N = c u_N^T, W_i = c u_(i+1) u_i^T with u_1 = w0/|w0|, c = |w0|^(1/N): balanced, with
     product exactly w0 (for |w0| = 1 and the paper's w0 this is the paper's init verbatim)."""

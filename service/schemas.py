@@ -142,3 +142,5 @@ class TheoryRead(BaseModel):
     experiment_id: int
     steps: list[int]
     directional_error: list[float]
+    complete: bool
+    """False if the flow turned too stiff to follow to the last step in the time allowed."""

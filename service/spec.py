@@ -30,6 +30,8 @@ MAX_WIDTH = 10_000
 MAX_DIM = 10_000
 MAX_BATCH_SIZE = 10_000_000
 MIN_INIT_NORM, MAX_INIT_NORM = 1e-12, 1e12
+MAX_PARAMETERS = 20_000_000
+"""Most weights one network may have (depth x width^2, about): 80 MB in float32."""
 
 DEFAULT_STEPS = 20_000
 
@@ -136,22 +138,38 @@ class ExperimentSpec(BaseModel):
         defaults of such fields are kept silently."""
         if (info.context or {}).get("stored"):
             return self
+        if _parameter_count(self) > MAX_PARAMETERS:
+            field = "width" if "width" in self.model_fields_set else "depth"
+            message = (
+                f"depth {self.depth}, width {self.width} and dim {self.dim} make "
+                f"{_parameter_count(self):,} weights; at most {MAX_PARAMETERS:,}"
+            )
+            raise _errors([(field, message, getattr(self, field))])
         problems = [
             (name, reason) for name, reason in _inapplicable(self) if name in self.model_fields_set
         ]
         if problems:
-            raise ValidationError.from_exception_data(
-                "ExperimentSpec",
-                [
-                    InitErrorDetails(
-                        type=PydanticCustomError("not_applicable", reason),
-                        loc=(name,),
-                        input=getattr(self, name),
-                    )
-                    for name, reason in problems
-                ],
-            )
+            raise _errors([(name, reason, getattr(self, name)) for name, reason in problems])
         return self
+
+
+def _errors(problems: list[tuple[str, str, object]]) -> ValidationError:
+    """A ValidationError naming each (field, reason, input)."""
+    return ValidationError.from_exception_data(
+        "ExperimentSpec",
+        [
+            InitErrorDetails(
+                type=PydanticCustomError("not_applicable", reason), loc=(name,), input=value
+            )
+            for name, reason, value in problems
+        ],
+    )
+
+
+def _parameter_count(spec: ExperimentSpec) -> int:
+    if spec.depth == 1:
+        return spec.dim
+    return spec.width * spec.dim + (spec.depth - 2) * spec.width**2 + spec.width
 
 
 def _inapplicable(spec: ExperimentSpec) -> list[tuple[str, str]]:

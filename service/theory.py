@@ -17,13 +17,14 @@ beyond holds e^-72 of the mass). The ODE is integrated with DOP853 at rtol 1e-10
 from __future__ import annotations
 
 import json
+import time
 from functools import lru_cache
 
 import numpy as np
 from scipy.integrate import solve_ivp
 from scipy.special import expit, roots_jacobi, roots_legendre
 
-from service.inits import end_to_end, initial_layers
+from service.inits import initial_end_to_end
 from service.spec import parse_stored_spec
 
 PHI_PANELS_PER_HALF = 32
@@ -31,6 +32,9 @@ PHI_NODES = 16
 RADIAL_NODES = 48
 GAUSSIAN_RADIUS = 12.0
 RTOL, ATOL = 1e-10, 1e-13
+THEORY_SECONDS = 3.0
+"""Most time the API spends integrating one theory curve."""
+THEORY_SEGMENTS = 16
 
 
 def loss_value(margins: np.ndarray, loss: str) -> np.ndarray:
@@ -129,13 +133,24 @@ def flow_velocity(
     return -(norm_sq ** (1.0 - 1.0 / depth)) * (g + (depth - 1) * projected)
 
 
+class FlowTooSlow(RuntimeError):
+    """The integration ran past its deadline (the flow turned stiff, or t is enormous)."""
+
+
 def integrate_flow(
     w0: np.ndarray, depth: int, teacher: np.ndarray, loss: str, times: np.ndarray,
-    distribution: str = "uniform_sphere",
+    distribution: str = "uniform_sphere", deadline: float | None = None,
 ) -> np.ndarray:  # fmt: skip
-    """w(t) at each of `times` (increasing, from times[0] where w = w0)."""
+    """w(t) at each of `times` (increasing, from times[0] where w = w0). Raises FlowTooSlow
+    once time.monotonic() passes `deadline`."""
+
+    def velocity(_t: float, w: np.ndarray) -> np.ndarray:
+        if deadline is not None and time.monotonic() > deadline:
+            raise FlowTooSlow(f"flow integration ran out of time before t = {times[-1]:g}")
+        return flow_velocity(w, depth, teacher, loss, distribution)
+
     solution = solve_ivp(
-        lambda _t, w: flow_velocity(w, depth, teacher, loss, distribution),
+        velocity,
         (float(times[0]), float(times[-1])),
         np.asarray(w0, dtype=np.float64),
         method="DOP853",
@@ -156,13 +171,25 @@ def directional_error(w: np.ndarray, teacher: np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=256)
 def theory_curve(spec_json: str, points: int, spacing: str) -> tuple[list[int], list[float]]:
     """The flow's directional error at up to `points` steps of the run described by
-    `spec_json` (a stored spec), starting from the run's own initial end-to-end vector."""
+    `spec_json` (a stored spec), starting from the run's own initial end-to-end vector.
+
+    Integrated a segment at a time within THEORY_SECONDS: if the flow turns too stiff to
+    follow (huge lr x steps), the curve stops at the last step reached."""
     spec = parse_stored_spec(json.loads(spec_json))
     steps = curve_steps(spec.steps, points, spacing)
-    w0 = end_to_end(initial_layers(spec))
-    teacher = np.asarray(spec.teacher)
-    path = integrate_flow(w0, spec.depth, teacher, spec.loss, spec.lr * steps, spec.distribution)
-    return steps.tolist(), directional_error(path, teacher).tolist()
+    w, teacher = initial_end_to_end(spec), np.asarray(spec.teacher)
+    deadline, path = time.monotonic() + THEORY_SECONDS, [w]
+    for segment in np.array_split(np.arange(1, len(steps)), THEORY_SEGMENTS):
+        if not len(segment):
+            continue
+        times = spec.lr * steps[np.concatenate([[segment[0] - 1], segment])]
+        try:
+            piece = integrate_flow(path[-1], spec.depth, teacher, spec.loss, times,
+                                   spec.distribution, deadline)  # fmt: skip
+        except FlowTooSlow:
+            break
+        path.extend(piece[1:])
+    return steps[: len(path)].tolist(), directional_error(np.array(path), teacher).tolist()
 
 
 def curve_steps(total: int, points: int, spacing: str) -> np.ndarray:

@@ -4,12 +4,17 @@ the population loss, and balancedness is 0 by construction."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from service import theory
-from service.inits import end_to_end, initial_layers
+from service.inits import initial_end_to_end
 from service.spec import ExperimentSpec
 from worker.engine import MetricBlock, common_step, load_snapshot, save_snapshot
+
+BLOCK_SECONDS = 30.0
+"""Most time one block of a flow run may take to integrate before the run fails."""
 
 
 class FlowGroup:
@@ -37,18 +42,33 @@ class FlowGroup:
 
     def _advance_member(self, m, spec, logged, last) -> MetricBlock:
         values = {name: np.full(len(logged), np.nan) for name in self.metric_names}
-        if self.active[m]:
-            steps = np.unique(np.concatenate([[self.step], logged, [last]]))
-            path = [self.w[m]]
-            if len(steps) > 1:
-                teacher = np.array(spec.teacher)
-                path = theory.integrate_flow(
-                    self.w[m], spec.depth, teacher, spec.loss, spec.lr * steps, spec.distribution
-                )
-            at = dict(zip(steps.tolist(), path, strict=True))
-            self._fill(values, spec, [at[int(k)] for k in logged])
-            self.w[m] = path[-1]
+        steps = np.unique(np.concatenate([[self.step], logged, [last]]))
+        path = self._path(m, spec, steps) if self.active[m] else None
+        if path is None:
+            return MetricBlock(logged[:0], {k: v[:0] for k, v in values.items()}, last)
+        at = dict(zip(steps.tolist(), path, strict=True))
+        self._fill(values, spec, [at[int(k)] for k in logged])
+        self.w[m] = path[-1]
         return MetricBlock(logged.copy(), values, last, lambda: self.snapshot(m))
+
+    def _path(self, m: int, spec: ExperimentSpec, steps: np.ndarray) -> list | None:
+        """w at each of `steps` (from the current one); None, and the member failed, if the
+        integration takes longer than BLOCK_SECONDS."""
+        if len(steps) == 1:
+            return [self.w[m]]
+        deadline = time.monotonic() + BLOCK_SECONDS
+        try:
+            return list(
+                theory.integrate_flow(self.w[m], spec.depth, np.array(spec.teacher), spec.loss,
+                                      spec.lr * steps, spec.distribution, deadline)
+            )  # fmt: skip
+        except theory.FlowTooSlow:
+            self.active[m] = False
+            self.errors[m] = (
+                f"the flow turned too stiff to integrate at rtol {theory.RTOL:g} after step "
+                f"{self.step}; try a smaller lr or fewer steps"
+            )
+            return None
 
     def _fill(self, values, spec, ws) -> None:
         teacher = np.array(spec.teacher)
@@ -69,4 +89,4 @@ class FlowGroup:
 def _start(spec: ExperimentSpec, resume: bytes | None) -> np.ndarray:
     if resume is not None:
         return load_snapshot(resume)[1][0]
-    return end_to_end(initial_layers(spec))
+    return initial_end_to_end(spec)

@@ -27,4 +27,9 @@ def read_theory(
             "no theory curve: the flow describes balanced networks and init 'gaussian' is not",
         )
     steps, errors = theory.theory_curve(json.dumps(spec, sort_keys=True), max_points, spacing)
-    return TheoryRead(experiment_id=experiment_id, steps=steps, directional_error=errors)
+    return TheoryRead(
+        experiment_id=experiment_id,
+        steps=steps,
+        directional_error=errors,
+        complete=steps[-1] == spec["steps"],
+    )

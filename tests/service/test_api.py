@@ -1,4 +1,5 @@
 import math
+import time
 
 import pytest
 
@@ -200,3 +201,13 @@ def test_theory_curve_needs_a_balanced_init(client):
     assert response.status_code == 422
     assert "gaussian" in response.json()["detail"][0]["msg"]
     assert client.get("/experiments/999/theory").status_code == 404
+
+
+def test_theory_stops_where_the_flow_becomes_too_stiff_to_follow(client):
+    body = {"depth": 3, "lr": 1e6, "steps": 1_000_000}
+    experiment_id = client.post("/experiments", json=body).json()["id"]
+    started = time.monotonic()
+    curve = client.get(f"/experiments/{experiment_id}/theory").json()
+    assert time.monotonic() - started < 10
+    assert curve["complete"] is False and curve["steps"][0] == 0
+    assert len(curve["steps"]) == len(curve["directional_error"]) < 500

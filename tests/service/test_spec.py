@@ -112,3 +112,21 @@ def test_stored_spec_round_trips():
     stored = parse_stored_spec(spec.model_dump(mode="json"))
     assert stored.model_dump(exclude={"teacher"}) == spec.model_dump(exclude={"teacher"})
     assert stored.teacher == pytest.approx(spec.teacher, rel=1e-15)
+
+
+def test_networks_too_big_to_train_are_rejected_naming_the_field():
+    assert _error_fields({"width": 10_000, "depth": 1000}) == ["width"]
+    assert _error_fields({"depth": 1000, "dim": 5000}) == ["depth"]
+    assert ExperimentSpec(depth=3, width=4000).width == 4000
+
+
+def test_initial_end_to_end_matches_the_layers_product():
+    from service import inits
+
+    for spec in (
+        ExperimentSpec(depth=3, init_vector=[2.0, -1.0]),
+        ExperimentSpec(depth=4, width=6, dim=3, init="balanced", init_scale=0.3, seed=9),
+        ExperimentSpec(depth=2, init="gaussian", init_scale=0.5),
+    ):
+        product = inits.end_to_end(inits.initial_layers(spec))
+        assert inits.initial_end_to_end(spec) == pytest.approx(product, rel=1e-12)
