@@ -9,7 +9,6 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
-    Double,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -191,5 +190,4 @@ class Checkpoint(Base):
     )
     step: Mapped[int] = mapped_column(Integer)
     state: Mapped[bytes] = mapped_column(LargeBinary)
-    min_directional_error: Mapped[float | None] = mapped_column(Double)
     saved_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -16,7 +16,6 @@ differ only in model or optimiser fields (depth, width, init, lr, loss) see the 
 from __future__ import annotations
 
 import io
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,7 +55,6 @@ class RunResult:
     completed: bool
     steps_done: int
     final: dict[str, float]
-    min_directional_error: float
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -300,30 +298,24 @@ def _after_block(group, m, block, tracker, keep_going, total) -> RunResult | Eng
 
 
 class _Tracker:
-    """The last logged values and the smallest directional error of one member."""
+    """The last logged values of one member."""
 
     def __init__(self) -> None:
         self.final: dict[str, float] = {}
-        self.min_error = math.inf
 
     def add(self, block: MetricBlock) -> None:
         if len(block.steps):
             self.final = {name: float(values[-1]) for name, values in block.values.items()}
-            errors = block.values["directional_error"]
-            self.min_error = min(
-                self.min_error, float(errors[np.isfinite(errors)].min(initial=math.inf))
-            )
 
     def result(self, completed: bool, step: int) -> RunResult:
-        return RunResult(completed, step, self.final, self.min_error)
+        return RunResult(completed, step, self.final)
 
 
 def run(
     spec: ExperimentSpec, on_block: Callable[[MetricBlock], bool], resume: bytes | None = None
 ) -> RunResult:
     """Train one run (from a block's snapshot if `resume` is given); a False from `on_block`
-    stops it early. Raises EngineError if the run cannot go on. After a resume, `final` and
-    `min_directional_error` cover only the steps run since."""
+    stops it early. Raises EngineError if the run cannot go on."""
     (outcome,) = run_group([spec], lambda blocks: [on_block(blocks[0])], [resume])
     if isinstance(outcome, EngineError):
         raise outcome

@@ -42,8 +42,6 @@ class Member:
     lease: queue.Lease
     spec: ExperimentSpec
     step: int = 0
-    min_error: float = math.inf
-    """Smallest directional error logged so far, checkpoints included."""
     blocks: list[MetricBlock] = field(default_factory=list)
     last_block: MetricBlock | None = None
     written_step: int = -1
@@ -56,8 +54,6 @@ class Member:
     def add(self, block: MetricBlock) -> None:
         self.blocks.append(block)
         self.last_block, self.step = block, block.step
-        errors = block.values["directional_error"]
-        self.min_error = min(self.min_error, float(errors[np.isfinite(errors)].min(initial=np.inf)))
 
     def pending_points(self) -> int:
         return sum(len(block.steps) * len(block.values) for block in self.blocks)
@@ -120,7 +116,7 @@ class MetricBuffer:
         # A block that ended the run is not worth resuming from: the run is done.
         block = member.last_block
         wanted = checkpoint and block is not None and block.step < member.spec.steps
-        state = (block.snapshot(), member.min_error) if wanted else None
+        state = block.snapshot() if wanted else None
         return queue.Progress(member.lease, member.series(), member.step, state)
 
     def drain(self) -> None:
@@ -239,7 +235,7 @@ class Worker:
             except ValueError as exc:
                 queue.finish(self.db, item.lease, "failed", error=f"invalid stored spec: {exc}")
                 continue
-            members.append(Member(item.lease, spec, item.resume_step, item.min_directional_error))
+            members.append(Member(item.lease, spec, item.resume_step))
             resumes.append(item.resume)
         if members:
             self._train(members, resumes)

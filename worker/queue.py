@@ -8,7 +8,6 @@ dead and comes back (a long pause, a partition) cannot write over the worker tha
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -52,8 +51,6 @@ class Claimed:
     resume: bytes | None
     """The checkpoint to resume from, or None to start at step 0."""
     resume_step: int
-    min_directional_error: float
-    """Smallest directional error logged before `resume_step` (inf if none)."""
     sweep_id: int | None = None
     batch_key: str | None = None
     """Queued members of the same sweep with the same batch key can train with this run."""
@@ -242,13 +239,11 @@ def _resume(connection: Connection, worker_id: str, row) -> Claimed:  # noqa: AN
             claimed_at=db_now(),
         )
     )
-    least = saved.min_directional_error if saved else None
     return Claimed(
         lease=lease,
         spec=spec,
         resume=saved.state if saved else None,
         resume_step=step,
-        min_directional_error=math.inf if least is None else least,
         sweep_id=row.sweep_id,
         batch_key=row.batch_key,
     )
@@ -271,8 +266,8 @@ class Progress:
     lease: Lease
     points: metric_store.Points
     step: int
-    checkpoint: tuple[bytes, float] | None = None
-    """(state, smallest directional error so far), taken at `step`."""
+    checkpoint: bytes | None = None
+    """The run's state at `step`, to resume from."""
 
 
 def record_progress(engine: Engine, progress: Iterable[Progress]) -> dict[int, str]:
@@ -298,17 +293,14 @@ def _record(connection: Connection, item: Progress) -> str:
         return LOST
     metric_store.write_points(connection, item.lease.experiment_id, item.points)
     if item.checkpoint is not None:
-        _save_checkpoint(connection, item.lease.experiment_id, item.step, *item.checkpoint)
+        _save_checkpoint(connection, item.lease.experiment_id, item.step, item.checkpoint)
     return CANCEL if cancel_requested else RUNNING
 
 
-def _save_checkpoint(
-    connection: Connection, experiment_id: int, step: int, state: bytes, min_error: float
-) -> None:
+def _save_checkpoint(connection: Connection, experiment_id: int, step: int, state: bytes) -> None:
     values = {
         "step": step,
         "state": state,
-        "min_directional_error": min_error if math.isfinite(min_error) else None,
         "saved_at": db_now(),
     }
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
