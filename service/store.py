@@ -91,6 +91,9 @@ def to_read(experiment: Experiment) -> ExperimentRead:
     )
 
 
+WORKER_FIELDS = ("id", "host", "pid", "device", "started_at", "last_heartbeat")
+
+
 def list_live_workers(session: Session, lease_seconds: float) -> list[WorkerRead]:
     """Workers heard from within `lease_seconds`, oldest first, with the run each one holds."""
     current = (
@@ -105,14 +108,8 @@ def list_live_workers(session: Session, lease_seconds: float) -> list[WorkerRead
         .order_by(WorkerRow.started_at, WorkerRow.id)
     ).all()
     return [
-        WorkerRead(
-            id=row.id,
-            host=row.host,
-            pid=row.pid,
-            device=row.device,
-            started_at=row.started_at,
-            last_heartbeat=row.last_heartbeat,
-            experiment_id=experiment_id,
+        WorkerRead.model_validate(
+            {**{key: getattr(row, key) for key in WORKER_FIELDS}, "experiment_id": experiment_id}
         )
         for row, experiment_id in rows
     ]

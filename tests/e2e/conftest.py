@@ -8,16 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.stack import Stack
+from tests.e2e.stack import Stack, stopped_at_end
 
 
 @pytest.fixture
 def stack(tmp_path: Path, database_url: str) -> Iterator[Stack]:
-    running = Stack(tmp_path, database_url)
-    try:
+    with stopped_at_end(Stack(tmp_path, database_url)) as running:
         yield running
-    except BaseException:
-        print(running.logs())
-        raise
-    finally:
-        running.stop_all()

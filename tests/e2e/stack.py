@@ -86,16 +86,22 @@ def wait_for(predicate, timeout: float = 60.0, interval: float = 0.05):
 
 
 @contextmanager
-def api_and_worker(folder: Path) -> Iterator[Stack]:
-    """An API and one worker on a SQLite file in `folder`, stopped (logs shown on failure)
-    when the block ends: for fixtures shared by a module's tests."""
-    running = Stack(folder, f"sqlite:///{folder / 'dirconv.db'}")
+def stopped_at_end(stack: Stack) -> Iterator[Stack]:
+    """Yield `stack`; then stop its processes, printing their logs if the block failed."""
     try:
+        yield stack
+    except BaseException:
+        print(stack.logs())
+        raise
+    finally:
+        stack.stop_all()
+
+
+@contextmanager
+def api_and_worker(folder: Path) -> Iterator[Stack]:
+    """An API and one worker on a SQLite file in `folder`, stopped when the block ends: for
+    fixtures shared by a module's tests."""
+    with stopped_at_end(Stack(folder, f"sqlite:///{folder / 'dirconv.db'}")) as running:
         running.start_api()
         running.start("worker")
         yield running
-    except BaseException:
-        print(running.logs())
-        raise
-    finally:
-        running.stop_all()
