@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -21,6 +22,10 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 POLL_SECONDS = 0.5
 TIMEOUT_SECONDS = 30.0
 FINISHED = ("succeeded", "failed", "canceled")
+SUBMIT_ATTEMPTS = 4
+RETRY_SECONDS = 0.5
+RETRY_STATUSES = (502, 503, 504)
+"""Answers after which a submission is sent again (with its Idempotency-Key)."""
 
 Series = tuple[np.ndarray, np.ndarray]
 
@@ -90,9 +95,24 @@ class Client:
 
     # Experiments
 
+    def _create(self, path: str, body: dict) -> dict:
+        """POST `body` under a fresh Idempotency-Key, sent again with the same key when the
+        connection fails or the API is briefly unavailable: the server creates it once."""
+        headers = {"Idempotency-Key": str(uuid.uuid4())}
+        for attempt in range(SUBMIT_ATTEMPTS - 1):
+            try:
+                return self._request("POST", path, json=body, headers=headers)
+            except httpx.TransportError:
+                pass
+            except ApiError as exc:
+                if exc.status_code not in RETRY_STATUSES:
+                    raise
+            time.sleep(RETRY_SECONDS * 2**attempt)
+        return self._request("POST", path, json=body, headers=headers)
+
     def submit(self, **spec: Any) -> dict:
         """Queue an experiment; unset fields take the paper's defaults. Returns the experiment."""
-        return self._request("POST", "/experiments", json=spec)
+        return self._create("/experiments", spec)
 
     def get(self, experiment_id: int) -> dict:
         return self._request("GET", f"/experiments/{experiment_id}")
@@ -186,7 +206,7 @@ class Client:
     def sweep(self, base: dict | None = None, grid: dict | None = None, name: str = "") -> dict:
         """Queue one run per point of `grid` ({field: [values]}) over `base`."""
         body = {"name": name or "sweep", "base": base or {}, "grid": grid or {}}
-        return self._request("POST", "/sweeps", json=body)
+        return self._create("/sweeps", body)
 
     def get_sweep(self, sweep_id: int) -> dict:
         return self._request("GET", f"/sweeps/{sweep_id}")

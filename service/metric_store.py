@@ -22,7 +22,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sqlalchemy import Connection, Insert, Select, bindparam, delete, func, select
+from sqlalchemy import Connection, Engine, Insert, Select, bindparam, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -39,6 +39,9 @@ MAX_CHUNKS_PER_QUERY = 1000
 """Chunks read back in one statement while merging a write (bounds the bound parameters)."""
 CSV_BLOCK_ROWS = 8192
 """Rows formatted per piece of a streamed CSV export."""
+EXPORT_WINDOW_CHUNKS = 4
+"""Chunks of steps an export reads and encodes at a time: its memory stays bounded by about
+EXPORT_WINDOW_CHUNKS * CHUNK_STEPS rows, whatever the run's length."""
 OFFSET_DTYPE = np.dtype("<u2")
 VALUE_DTYPE = np.dtype("<f8")
 NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
@@ -114,6 +117,31 @@ def count_points(connection: Connection | Session, experiment_id: int) -> int:
     """How many points an experiment has stored, over all metrics."""
     query = select(func.coalesce(func.sum(MetricChunk.n_points), 0))
     return int(connection.scalar(query.where(MetricChunk.experiment_id == experiment_id)) or 0)
+
+
+def count_in_range(
+    connection: Connection | Session,
+    experiment_ids: Sequence[int],
+    names: Sequence[str],
+    *,
+    start_step: int | None = None,
+    end_step: int | None = None,
+) -> dict[tuple[int, str], int]:
+    """{(experiment, metric): points stored in the chunks that the step range touches}: what
+    a read of that range returns at most, known before anything is read."""
+    query = (
+        select(MetricChunk.experiment_id, MetricChunk.name, func.sum(MetricChunk.n_points))
+        .where(MetricChunk.experiment_id.in_(experiment_ids), MetricChunk.name.in_(names))
+        .group_by(MetricChunk.experiment_id, MetricChunk.name)
+    )
+    rows = connection.execute(_range(query, start_step, end_step)).all()
+    return {(experiment_id, name): int(count) for experiment_id, name, count in rows}
+
+
+def last_chunk(connection: Connection | Session, experiment_id: int) -> int | None:
+    """The highest chunk index any metric of the experiment has stored, or None."""
+    query = select(func.max(MetricChunk.chunk)).where(MetricChunk.experiment_id == experiment_id)
+    return connection.scalar(query)
 
 
 def _as_arrays(points: Points) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -533,35 +561,104 @@ def _spell(value: float) -> float | str:
     return value if value - value == 0 else NON_FINITE[repr(value)]
 
 
-def csv_pieces(named: Mapping[str, SeriesArrays]) -> Iterator[bytes]:
+def windows(
+    engine: Engine,
+    experiment_id: int,
+    names: Sequence[str],
+    *,
+    start_step: int | None = None,
+    end_step: int | None = None,
+) -> Iterator[dict[str, SeriesArrays]]:
+    """The named series of one experiment, EXPORT_WINDOW_CHUNKS chunks of steps at a time,
+    each window read on a short connection of its own: what exports stream from."""
+    with engine.connect() as connection:
+        last = last_chunk(connection, experiment_id)
+    if last is None:
+        return
+    span = EXPORT_WINDOW_CHUNKS * CHUNK_STEPS
+    low = start_step or 0
+    high = (
+        (last + 1) * CHUNK_STEPS - 1
+        if end_step is None
+        else min(end_step, (last + 1) * CHUNK_STEPS - 1)
+    )
+    for window_start in range(low - low % span, high + 1, span):
+        bounds = {
+            "start_step": max(low, window_start),
+            "end_step": min(high, window_start + span - 1),
+        }
+        with engine.connect() as connection:
+            named = {name: read_series(connection, experiment_id, name, **bounds) for name in names}
+        yield named
+
+
+def csv_stream(
+    names: Sequence[str], parts: Iterable[Mapping[str, SeriesArrays]]
+) -> Iterator[bytes]:
     """CSV text in pieces: a header `step,<name>...`, then one row per step that any metric
     logged; an empty field means that metric has no point at that step."""
-    steps, columns = _aligned(named, lambda series: _csv_fields(series.values))
-    yield (",".join(["step", *named]) + "\r\n").encode()
-    step_text = [str(step) for step in steps.tolist()]
-    for start in range(0, len(step_text), CSV_BLOCK_ROWS):
-        block = slice(start, start + CSV_BLOCK_ROWS)
-        rows = zip(step_text[block], *(column[block] for column in columns), strict=True)
-        yield "".join(",".join(row) + "\r\n" for row in rows).encode()
+    yield (",".join(["step", *names]) + "\r\n").encode()
+    for named in parts:
+        steps, columns = _aligned(named, lambda series: _csv_fields(series.values))
+        step_text = [str(step) for step in steps.tolist()]
+        for start in range(0, len(step_text), CSV_BLOCK_ROWS):
+            block = slice(start, start + CSV_BLOCK_ROWS)
+            rows = zip(step_text[block], *(column[block] for column in columns), strict=True)
+            yield "".join(",".join(row) + "\r\n" for row in rows).encode()
 
 
-def parquet_bytes(named: Mapping[str, SeriesArrays]) -> bytes:
-    """A Parquet file: column `step` (int64) and one float64 column per metric; null where a
-    metric has no point at that step, NaN and infinities stored as IEEE values."""
+def parquet_stream(
+    names: Sequence[str], parts: Iterable[Mapping[str, SeriesArrays]]
+) -> Iterator[bytes]:
+    """A Parquet file in pieces, one row group per part: column `step` (int64) and one float64
+    column per metric; null where a metric has no point at that step, NaN and infinities
+    stored as IEEE values."""
+    schema = pa.schema([("step", pa.int64()), *((name, pa.float64()) for name in names)])
+    sink = _Sink()
+    with pq.ParquetWriter(sink, schema) as writer:
+        for named in parts:
+            writer.write_table(_parquet_table(named, schema))
+            yield sink.take()
+    yield sink.take()
+
+
+def _parquet_table(named: Mapping[str, SeriesArrays], schema: pa.Schema) -> pa.Table:
     steps = _union_steps(named)
-    table = {"step": pa.array(steps, pa.int64())}
-    for name, series in named.items():
+    columns = [pa.array(steps, pa.int64())]
+    for series in named.values():
         if np.array_equal(series.steps, steps):
-            table[name] = pa.array(series.values, pa.float64())
+            columns.append(pa.array(series.values, pa.float64()))
             continue
         present = np.zeros(len(steps), bool)
         present[np.searchsorted(steps, series.steps)] = True
         column = np.full(len(steps), np.nan)
         column[present] = series.values
-        table[name] = pa.array(column, pa.float64(), mask=~present)
-    buffer = io.BytesIO()
-    pq.write_table(pa.table(table), buffer)
-    return buffer.getvalue()
+        columns.append(pa.array(column, pa.float64(), mask=~present))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+class _Sink(io.RawIOBase):
+    """A write-only file that hands over what was written since the last `take()`."""
+
+    def __init__(self) -> None:
+        self._pieces: list[bytes] = []
+        self._position = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:  # noqa: ANN001 (any bytes-like object)
+        piece = bytes(data)
+        self._pieces.append(piece)
+        self._position += len(piece)
+        return len(piece)
+
+    def tell(self) -> int:
+        return self._position
+
+    def take(self) -> bytes:
+        taken, self._pieces = b"".join(self._pieces), []
+        return taken
 
 
 def _union_steps(named: Mapping[str, SeriesArrays]) -> np.ndarray:

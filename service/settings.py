@@ -27,6 +27,18 @@ class Settings(BaseSettings):
     """Most members one sweep may have."""
     max_batch: int = Field(default=1024, ge=1)
     """Most sweep members one worker trains together."""
+    max_run_bytes: int = Field(default=1 << 30, ge=1)
+    """Most worker memory one run (or one group of sweep members) may need, estimated at submit."""
+    max_run_points: int = Field(default=20_000_000, ge=1)
+    """Most metric points one run may store."""
+    max_sweep_points: int = Field(default=200_000_000, ge=1)
+    """Most metric points all members of one sweep may store together."""
+    max_read_points: int = Field(default=2_000_000, ge=1)
+    """Most points one JSON metrics answer may hold (CSV and Parquet exports stream instead)."""
+    max_theory_jobs: int = Field(default=2, ge=1)
+    """Theory curves the API integrates at once; past it, one not yet computed gets 503."""
+    idempotency_hours: float = Field(default=24.0, gt=0)
+    """How long an Idempotency-Key keeps answering with its first response."""
     poll_seconds: float = Field(default=0.5, gt=0)
     """How long an idle worker sleeps between looks at the queue."""
     flush_seconds: float = Field(default=0.25, gt=0)

@@ -9,9 +9,10 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service import store
+from service import cost, store
 from service.models import STATUSES, Experiment, Sweep
 from service.schemas import SweepCreate, SweepRead
+from service.settings import Settings
 from service.spec import ExperimentSpec, batch_key
 
 NOT_GRIDDABLE = ("name", "tags")
@@ -26,10 +27,10 @@ class SweepInvalid(ValueError):
         self.errors = errors
 
 
-def expand(request: SweepCreate, max_size: int) -> list[tuple[dict, ExperimentSpec]]:
+def expand(request: SweepCreate, settings: Settings) -> list[tuple[dict, ExperimentSpec]]:
     """(grid values, validated spec) for every member; raises SweepInvalid before anything
-    is stored if the grid or any member is invalid."""
-    _check_grid(request.grid, max_size)
+    is stored if the grid or any member is invalid, or the sweep costs more than the limits."""
+    _check_grid(request.grid, settings.max_sweep_size)
     fields = list(request.grid)
     members, errors = [], {}
     for values in itertools.product(*request.grid.values()):
@@ -37,11 +38,20 @@ def expand(request: SweepCreate, max_size: int) -> list[tuple[dict, ExperimentSp
         try:
             spec = ExperimentSpec.model_validate({**request.base, **grid_values})
         except ValidationError as exc:
-            for error in exc.errors(include_url=False, include_context=False):
-                error = _locate(error, grid_values)
-                errors.setdefault((tuple(error["loc"]), error["msg"]), error)
-            continue
-        members.append((grid_values, spec))
+            member_errors = exc.errors(include_url=False, include_context=False)
+        else:
+            members.append((grid_values, spec))
+            overruns = cost.run_overruns(spec, settings)
+            member_errors = [_error((o.field,), o.message) for o in overruns]
+        for error in member_errors:
+            error = _locate(error, grid_values)
+            errors.setdefault((tuple(error["loc"]), error["msg"]), error)
+    if not errors:
+        specs = [spec for _, spec in members]
+        for overrun in cost.sweep_overruns(specs, settings):
+            where = "grid" if overrun.field in request.grid else "base"
+            error = _error(("body", where, overrun.field), overrun.message)
+            errors[(tuple(error["loc"]), error["msg"])] = error
     if errors:
         raise SweepInvalid(list(errors.values())[:MAX_REPORTED_ERRORS])
     return members

@@ -16,8 +16,10 @@ beyond holds e^-72 of the mass). The ODE is integrated with DOP853 at rtol 1e-10
 
 from __future__ import annotations
 
-import json
+import threading
 import time
+from collections import OrderedDict
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -35,6 +37,11 @@ RTOL, ATOL = 1e-10, 1e-13
 THEORY_SECONDS = 3.0
 """Most time the API spends integrating one theory curve."""
 THEORY_SEGMENTS = 16
+CACHED_CURVES = 256
+"""Theory curves the API keeps (each at most a few MB at the largest max_points)."""
+
+Curve = tuple[list[int], list[float]]
+"""Steps and the flow's directional error at each."""
 
 
 def loss_value(margins: np.ndarray, loss: str) -> np.ndarray:
@@ -168,24 +175,69 @@ def directional_error(w: np.ndarray, teacher: np.ndarray) -> np.ndarray:
     return np.linalg.norm(w / np.linalg.norm(w, axis=-1, keepdims=True) - teacher, axis=-1)
 
 
-@lru_cache(maxsize=256)
-def theory_curve(spec_json: str, points: int, spacing: str) -> tuple[list[int], list[float]]:
-    """The flow's directional error at up to `points` steps of the run described by
-    `spec_json` (a stored spec), starting from the run's own initial end-to-end vector.
+@dataclass(frozen=True)
+class FlowProblem:
+    """What a run's flow curve depends on, and nothing else: runs that differ only in name,
+    tags, seed (beyond the init it draws), batch size, dtype or device share one curve."""
+
+    depth: int
+    distribution: str
+    loss: str
+    lr: float
+    steps: int
+    teacher: tuple[float, ...]
+    w0: tuple[float, ...]
+
+    @classmethod
+    def of(cls, stored: dict) -> FlowProblem:
+        """The problem of a stored spec (as the API keeps it)."""
+        spec = parse_stored_spec(stored)
+        return cls(
+            depth=spec.depth,
+            distribution=spec.distribution,
+            loss=spec.loss,
+            lr=spec.lr,
+            steps=spec.steps,
+            teacher=tuple(spec.teacher),
+            w0=tuple(initial_end_to_end(spec).tolist()),
+        )
+
+
+class CurveCache:
+    """The newest `size` curves computed, by (problem, points, spacing); safe across threads."""
+
+    def __init__(self, size: int = CACHED_CURVES) -> None:
+        self.size, self._curves, self._lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key: tuple) -> Curve | None:
+        with self._lock:
+            if key in self._curves:
+                self._curves.move_to_end(key)
+            return self._curves.get(key)
+
+    def put(self, key: tuple, curve: Curve) -> None:
+        with self._lock:
+            self._curves[key] = curve
+            while len(self._curves) > self.size:
+                self._curves.popitem(last=False)
+
+
+def theory_curve(problem: FlowProblem, points: int, spacing: str) -> Curve:
+    """The flow's directional error at up to `points` steps of `problem`, from its initial
+    end-to-end vector.
 
     Integrated a segment at a time within THEORY_SECONDS: if the flow turns too stiff to
     follow (huge lr x steps), the curve stops at the last step reached."""
-    spec = parse_stored_spec(json.loads(spec_json))
-    steps = curve_steps(spec.steps, points, spacing)
-    w, teacher = initial_end_to_end(spec), np.asarray(spec.teacher)
+    steps = curve_steps(problem.steps, points, spacing)
+    w, teacher = np.asarray(problem.w0), np.asarray(problem.teacher)
     deadline, path = time.monotonic() + THEORY_SECONDS, [w]
     for segment in np.array_split(np.arange(1, len(steps)), THEORY_SEGMENTS):
         if not len(segment):
             continue
-        times = spec.lr * steps[np.concatenate([[segment[0] - 1], segment])]
+        times = problem.lr * steps[np.concatenate([[segment[0] - 1], segment])]
         try:
-            piece = integrate_flow(path[-1], spec.depth, teacher, spec.loss, times,
-                                   spec.distribution, deadline)  # fmt: skip
+            piece = integrate_flow(path[-1], problem.depth, teacher, problem.loss, times,
+                                   problem.distribution, deadline)  # fmt: skip
         except FlowTooSlow:
             break
         path.extend(piece[1:])

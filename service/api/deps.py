@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.orm import Session
 
+from service.cost import Overrun
 from service.db import IMMEDIATE
+from service.idempotency import KeyReused
 from service.models import Experiment
 from service.store import MAX_ID
 
@@ -36,6 +39,26 @@ def get_experiment_or_404(session: Session, experiment_id: int) -> Experiment:
     if experiment is None:
         raise HTTPException(status_code=404, detail=f"experiment {experiment_id} not found")
     return experiment
+
+
+def refuse_overruns(overruns: list[Overrun]) -> None:
+    """A 422 naming each body field whose value makes the run cost more than a limit."""
+    if overruns:
+        raise RequestValidationError(
+            [
+                {"loc": ("body", o.field), "msg": o.message, "type": "value_error", "input": None}
+                for o in overruns
+            ]
+        )
+
+
+@contextmanager
+def reused_key_refused() -> Iterator[None]:
+    """Turn a reused Idempotency-Key into a 422 naming the header."""
+    try:
+        yield
+    except KeyReused as exc:
+        raise invalid(("header", "Idempotency-Key"), str(exc)) from None
 
 
 def invalid(location: tuple[str, ...], message: str) -> RequestValidationError:

@@ -4,10 +4,18 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Query
 
-from service import store
-from service.api.deps import ReadSession, WriteSession, get_experiment_or_404
+from service import cost, idempotency, store
+from service.api.deps import (
+    ReadSession,
+    WriteSession,
+    get_experiment_or_404,
+    refuse_overruns,
+    reused_key_refused,
+)
+from service.idempotency import BodyDigest, KeyHeader
 from service.models import STATUSES
 from service.schemas import ExperimentList, ExperimentRead
+from service.settings import get_settings
 from service.spec import MAX_INT, ExperimentSpec
 
 router = APIRouter(prefix="/experiments", tags=["experiments"])
@@ -17,12 +25,22 @@ StatusFilter = Literal[STATUSES]  # type: ignore[valid-type]
 
 @router.post("", status_code=201, response_model=ExperimentRead)
 def create_experiment(
-    session: WriteSession, spec: Annotated[ExperimentSpec | None, Body()] = None
-) -> ExperimentRead:
+    session: WriteSession,
+    digest: BodyDigest,
+    idempotency_key: KeyHeader = None,
+    spec: Annotated[ExperimentSpec | None, Body()] = None,
+) -> dict:
     """Create an experiment from a spec (every field optional) and queue it."""
-    experiment = store.create_experiment(session, spec or ExperimentSpec())
-    session.commit()
-    return store.to_read(experiment)
+    spec = spec or ExperimentSpec()
+    refuse_overruns(cost.run_overruns(spec, get_settings()))
+    with reused_key_refused():
+        return idempotency.once(
+            session,
+            "experiments",
+            idempotency_key,
+            digest,
+            lambda: store.to_read(store.create_experiment(session, spec)),
+        )
 
 
 @router.get("", response_model=ExperimentList)

@@ -1,14 +1,16 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
 from service import metric_store, store
 from service.api.deps import ReadSession, get_experiment_or_404, invalid
 from service.schemas import CompareRead, MetricsRead
+from service.settings import get_settings
 from service.spec import LOGGED_METRICS, MAX_INT, METRIC_NAMES
 
 router = APIRouter(prefix="/experiments", tags=["metrics"])
@@ -38,11 +40,13 @@ def read_metrics(
 ) -> Response:
     """Read metric series (while the run goes on too), optionally a step range, downsampled."""
     bounds = {"start_step": start_step, "end_step": end_step}
+    chosen = _checked(session, experiment_id, names, start_step, end_step)
+    check_answer_size(session, [experiment_id], chosen, bounds, max_points)
     series = {
         name: metric_store.series_json(
             _read(session, experiment_id, name, bounds, max_points, spacing)
         )
-        for name in _checked(session, experiment_id, names, start_step, end_step)
+        for name in chosen
     }
     content = {"experiment_id": experiment_id, "series": series}
     return Response(metric_store.dumps(content), media_type="application/json")
@@ -50,6 +54,7 @@ def read_metrics(
 
 @router.get("/{experiment_id}/metrics.csv", response_class=StreamingResponse)
 def export_csv(
+    request: Request,
     session: ReadSession,
     experiment_id: int,
     names: NamesQuery = None,
@@ -57,26 +62,30 @@ def export_csv(
     end_step: StepQuery = None,
 ) -> StreamingResponse:
     """Export metrics as CSV, streamed: one row per step, one column per metric."""
-    named = _read_named(session, experiment_id, names, start_step, end_step)
+    chosen = _checked(session, experiment_id, names, start_step, end_step)
+    parts = _windows(request, experiment_id, chosen, start_step, end_step)
     return StreamingResponse(
-        metric_store.csv_pieces(named),
+        metric_store.csv_stream(chosen, parts),
         media_type="text/csv",
         headers=_attachment(experiment_id, "csv"),
     )
 
 
-@router.get("/{experiment_id}/metrics.parquet", response_class=Response)
+@router.get("/{experiment_id}/metrics.parquet", response_class=StreamingResponse)
 def export_parquet(
+    request: Request,
     session: ReadSession,
     experiment_id: int,
     names: NamesQuery = None,
     start_step: StepQuery = None,
     end_step: StepQuery = None,
-) -> Response:
-    """Export metrics as a Parquet file: column `step`, then one column per metric."""
-    named = _read_named(session, experiment_id, names, start_step, end_step)
-    return Response(
-        metric_store.parquet_bytes(named),
+) -> StreamingResponse:
+    """Export metrics as a Parquet file, streamed a row group at a time: column `step`, then
+    one column per metric."""
+    chosen = _checked(session, experiment_id, names, start_step, end_step)
+    parts = _windows(request, experiment_id, chosen, start_step, end_step)
+    return StreamingResponse(
+        metric_store.parquet_stream(chosen, parts),
         media_type=PARQUET_MEDIA_TYPE,
         headers=_attachment(experiment_id, "parquet"),
     )
@@ -100,6 +109,7 @@ def compare(
     known = store.existing_ids(session, chosen)
     found = [i for i in chosen if i in known]
     bounds = {"start_step": start_step, "end_step": end_step}
+    check_answer_size(session, found, [name], bounds, max_points)
     if max_points is None:
         stored = metric_store.read_many(session, found, name, **bounds)
     else:
@@ -112,18 +122,38 @@ def compare(
     return Response(metric_store.dumps(content), media_type="application/json")
 
 
-def _read_named(
-    session: Session,
+def _windows(
+    request: Request,
     experiment_id: int,
-    names: str | None,
+    names: list[str],
     start_step: int | None,
     end_step: int | None,
-) -> dict[str, metric_store.SeriesArrays]:
+) -> Iterator[dict[str, metric_store.SeriesArrays]]:
     bounds = {"start_step": start_step, "end_step": end_step}
-    return {
-        name: metric_store.read_series(session, experiment_id, name, **bounds)
-        for name in _checked(session, experiment_id, names, start_step, end_step)
-    }
+    return metric_store.windows(request.app.state.engine, experiment_id, names, **bounds)
+
+
+def check_answer_size(
+    session: Session,
+    experiment_ids: list[int],
+    names: list[str],
+    bounds: dict,
+    max_points: int | None,
+) -> None:
+    """Refuse (422 naming `max_points`) a JSON answer that would hold more than
+    DIRCONV_MAX_READ_POINTS points, before reading any of them."""
+    counts = metric_store.count_in_range(session, experiment_ids, names, **bounds)
+    total = sum(
+        count if max_points is None else min(count, max_points) for count in counts.values()
+    )
+    limit = get_settings().max_read_points
+    if total > limit:
+        raise invalid(
+            ("query", "max_points"),
+            f"the answer would hold {total:,} points; at most {limit:,} "
+            "(DIRCONV_MAX_READ_POINTS): pass max_points, narrow start_step/end_step, or "
+            "export all points as CSV or Parquet (/experiments/{id}/metrics.csv, .parquet)",
+        )
 
 
 def _checked(

@@ -5,8 +5,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.exceptions import RequestValidationError
 
-from service import metric_store, sweep_store
-from service.api.deps import ReadSession, WriteSession
+from service import idempotency, metric_store, sweep_store
+from service.api.deps import ReadSession, WriteSession, reused_key_refused
+from service.api.metrics import check_answer_size
+from service.idempotency import BodyDigest, KeyHeader
 from service.models import Sweep
 from service.schemas import (
     SweepCreate,
@@ -22,15 +24,24 @@ router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 
 
 @router.post("", status_code=201, response_model=SweepCreated)
-def create_sweep(session: WriteSession, request: SweepCreate) -> SweepCreated:
+def create_sweep(
+    session: WriteSession,
+    request: SweepCreate,
+    digest: BodyDigest,
+    idempotency_key: KeyHeader = None,
+) -> dict:
     """Expand a grid into member experiments, validate every one, then queue them all."""
     try:
-        members = sweep_store.expand(request, get_settings().max_sweep_size)
+        members = sweep_store.expand(request, get_settings())
     except sweep_store.SweepInvalid as exc:
         raise RequestValidationError(exc.errors) from None
-    sweep, ids = sweep_store.create_sweep(session, request, members)
-    session.commit()
-    return SweepCreated(id=sweep.id, experiment_ids=ids)
+
+    def create() -> SweepCreated:
+        sweep, ids = sweep_store.create_sweep(session, request, members)
+        return SweepCreated(id=sweep.id, experiment_ids=ids)
+
+    with reused_key_refused():
+        return idempotency.once(session, "sweeps", idempotency_key, digest, create)
 
 
 @router.get("", response_model=SweepList)
@@ -66,6 +77,7 @@ def read_sweep_metrics(
     _sweep_or_404(session, sweep_id)
     rows = sweep_store.member_rows(session, sweep_id)
     ids = [row.id for row in rows]
+    check_answer_size(session, ids, [name], {}, max_points)
     if max_points is None:
         stored = metric_store.read_many(session, ids, name)
     else:

@@ -1,15 +1,21 @@
 from __future__ import annotations
 
-import json
+import threading
+from functools import cache
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query
 
 from service import theory
 from service.api.deps import ReadSession, get_experiment_or_404, invalid
 from service.schemas import TheoryRead
+from service.settings import get_settings
 
 router = APIRouter(prefix="/experiments", tags=["theory"])
+
+SLOT_WAIT_SECONDS = 1.0
+"""How long a request for a curve not yet computed waits for a free slot before its 503."""
+_curves = theory.CurveCache()
 
 
 @router.get("/{experiment_id}/theory", response_model=TheoryRead)
@@ -26,10 +32,36 @@ def read_theory(
             ("path", "experiment_id"),
             "no theory curve: the flow describes balanced networks and init 'gaussian' is not",
         )
-    steps, errors = theory.theory_curve(json.dumps(spec, sort_keys=True), max_points, spacing)
+    steps, errors = _curve(theory.FlowProblem.of(spec), max_points, spacing)
     return TheoryRead(
         experiment_id=experiment_id,
         steps=steps,
         directional_error=errors,
         complete=steps[-1] == spec["steps"],
     )
+
+
+def _curve(problem: theory.FlowProblem, points: int, spacing: str) -> theory.Curve:
+    """The curve from the cache, or computed in one of DIRCONV_MAX_THEORY_JOBS slots."""
+    key = (problem, points, spacing)
+    curve = _curves.get(key)
+    if curve is not None:
+        return curve
+    if not _slots().acquire(timeout=SLOT_WAIT_SECONDS):
+        raise HTTPException(
+            status_code=503,
+            detail="theory curves are being computed for other requests "
+            "(DIRCONV_MAX_THEORY_JOBS); retry shortly",
+            headers={"Retry-After": "2"},
+        )
+    try:
+        curve = theory.theory_curve(problem, points, spacing)
+    finally:
+        _slots().release()
+    _curves.put(key, curve)
+    return curve
+
+
+@cache
+def _slots() -> threading.BoundedSemaphore:
+    return threading.BoundedSemaphore(get_settings().max_theory_jobs)
