@@ -85,7 +85,8 @@ def once(
 
 def _first_answer(session: Session, scope: str, key: str, digest: str) -> dict | None:
     lifetime = get_settings().idempotency_hours * 3600
-    session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < db_now(lifetime)))
+    expired = delete(IdempotencyKey).where(IdempotencyKey.created_at < db_now(lifetime))
+    session.execute(expired.execution_options(synchronize_session=False))
     row = session.scalars(
         select(IdempotencyKey).where(IdempotencyKey.scope == scope, IdempotencyKey.key == key)
     ).first()

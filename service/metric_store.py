@@ -127,15 +127,28 @@ def count_in_range(
     start_step: int | None = None,
     end_step: int | None = None,
 ) -> dict[tuple[int, str], int]:
-    """{(experiment, metric): points stored in the chunks that the step range touches}: what
-    a read of that range returns at most, known before anything is read."""
-    query = (
+    """{(experiment, metric): points with start_step <= step <= end_step}, known before any
+    point is read: whole chunks count by their `n_points`, only the chunks the range cuts
+    are unpacked (their offsets alone)."""
+    cut = [step // CHUNK_STEPS for step in (start_step, end_step) if step is not None]
+    cut = [chunk for chunk in cut if chunk <= MAX_CHUNK]
+    mine = (MetricChunk.experiment_id.in_(experiment_ids), MetricChunk.name.in_(names))
+    whole = (
         select(MetricChunk.experiment_id, MetricChunk.name, func.sum(MetricChunk.n_points))
-        .where(MetricChunk.experiment_id.in_(experiment_ids), MetricChunk.name.in_(names))
+        .where(*mine, MetricChunk.chunk.not_in(cut))
         .group_by(MetricChunk.experiment_id, MetricChunk.name)
     )
-    rows = connection.execute(_range(query, start_step, end_step)).all()
-    return {(experiment_id, name): int(count) for experiment_id, name, count in rows}
+    counts = {
+        (i, name): int(n) for i, name, n in connection.execute(_range(whole, start_step, end_step))
+    }
+    edges = select(
+        MetricChunk.experiment_id, MetricChunk.name, MetricChunk.chunk, MetricChunk.offsets_u16
+    ).where(*mine, MetricChunk.chunk.in_(cut))
+    for experiment_id, name, chunk, offsets in connection.execute(edges):
+        steps = chunk * CHUNK_STEPS + np.frombuffer(offsets, OFFSET_DTYPE).astype(np.int64)
+        inside = _clip(SeriesArrays(steps, steps), start_step, end_step).steps.size
+        counts[experiment_id, name] = counts.get((experiment_id, name), 0) + inside
+    return counts
 
 
 def last_chunk(connection: Connection | Session, experiment_id: int) -> int | None:

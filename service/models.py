@@ -47,12 +47,17 @@ class db_now(ColumnElement[datetime]):  # noqa: N801 (reads as the function it s
 @compiles(db_now, "sqlite")
 def _db_now_sqlite(element: db_now, _compiler: Any, **_kw: Any) -> str:
     # The text format SQLAlchemy stores SQLite datetimes in, so comparisons are lexical.
-    return f"strftime('%Y-%m-%d %H:%M:%f000', 'now', '-{element.seconds_ago!r} seconds')"
+    return f"strftime('%Y-%m-%d %H:%M:%f000', 'now', '-{_seconds(element)} seconds')"
 
 
 @compiles(db_now)
 def _db_now_default(element: db_now, _compiler: Any, **_kw: Any) -> str:
-    return f"(now() - interval '{element.seconds_ago!r} seconds')"
+    return f"(now() - interval '{_seconds(element)} seconds')"
+
+
+def _seconds(element: db_now) -> str:
+    # Fixed-point: neither database reads an exponent ("1e-06 seconds") in an interval.
+    return f"{element.seconds_ago:.6f}"
 
 
 class UTCDateTime(TypeDecorator):

@@ -215,6 +215,10 @@ class CurveCache:
                 self._curves.move_to_end(key)
             return self._curves.get(key)
 
+    def clear(self) -> None:
+        with self._lock:
+            self._curves.clear()
+
     def put(self, key: tuple, curve: Curve) -> None:
         with self._lock:
             self._curves[key] = curve

@@ -21,6 +21,7 @@ from sqlalchemy import make_url
 from service.db import make_engine, upgrade_schema
 from service.main import create_app
 from service.models import Base
+from service.settings import get_settings
 
 POSTGRES_URL = os.environ.get(
     "DIRCONV_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -96,3 +97,18 @@ def db(database_url: str):
 def client(database_url: str) -> Iterator[TestClient]:
     with TestClient(create_app(database_url)) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def settings_env(monkeypatch: pytest.MonkeyPatch):
+    """Set DIRCONV_ settings for this test: `settings_env(MAX_RUN_POINTS=1000)`; the cached
+    settings are rebuilt now and again after the test."""
+
+    def set_settings(**values: object) -> None:
+        for name, value in values.items():
+            monkeypatch.setenv(f"DIRCONV_{name}", str(value))
+        get_settings.cache_clear()
+
+    yield set_settings
+    monkeypatch.undo()
+    get_settings.cache_clear()
