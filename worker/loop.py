@@ -128,10 +128,13 @@ class MetricBuffer:
         database error lasts: every try checks the lease, so a run that another worker took
         over meanwhile comes back LOST and nothing is written for it. Only a stopping worker
         gives up (False), leaving its runs to the reaper."""
-        while not self.flush():
-            if stopping.wait(self.settings.poll_seconds):
-                return False
-        return True
+        if self.flush():
+            return True
+        log.warning("event=drain_waiting experiments=%s", [m.id for m in self.members])
+        while not stopping.wait(self.settings.poll_seconds):
+            if self.flush():
+                return True
+        return False
 
 
 class Heartbeat:
