@@ -12,6 +12,7 @@ HEARTBEAT_SECONDS = 2.0
 LEASE_SECONDS = 15.0
 MAX_ATTEMPTS = 3
 CHECKPOINT_SECONDS = 5.0
+BLOCK_SECONDS = 0.05
 
 
 class Settings(BaseSettings):
@@ -56,6 +57,9 @@ class Settings(BaseSettings):
     """Claims a run may use up by losing its worker; then it fails."""
     checkpoint_seconds: float = Field(default=CHECKPOINT_SECONDS, ge=0)
     """Longest a worker runs between checkpoints (each is written with a metric flush)."""
+    block_seconds: float = Field(default=BLOCK_SECONDS, gt=0)
+    """Time a worker aims to spend on one block of steps; between blocks it flushes metrics,
+    checks for cancels and checkpoints. A block never has fewer than one step."""
 
     @model_validator(mode="after")
     def _heartbeats_fit_in_the_lease(self) -> Settings:

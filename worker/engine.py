@@ -27,7 +27,9 @@ from service.inits import DATA_SALT, SAMPLE_SALT, initial_layers, stream_key
 from service.spec import LOGGED_METRICS, ExperimentSpec, data_key, group_key
 from worker import kernels
 
-BLOCK_TARGET_SECONDS = 0.05
+BLOCK_SECONDS = 0.05
+"""Default time one block of steps should take: the worker checks for cancels, flushes and
+checkpoints between blocks (DIRCONV_BLOCK_SECONDS)."""
 MAX_BLOCK_STEPS = 4096
 
 
@@ -260,18 +262,22 @@ def run_group(
     on_blocks: Callable[[list[MetricBlock | None]], list[bool]],
     resumes: list[bytes | None] | None = None,
     on_end: Callable[[int, RunResult | EngineError], None] | None = None,
+    block_seconds: float = BLOCK_SECONDS,
 ) -> list[RunResult | EngineError]:
     """Train `specs` together to the end. After each block of steps, `on_blocks` gets every
     member's metrics (None for members already done) while the group's state is that of the
     blocks' `step`, and returns per member whether to go on; `on_end(m, outcome)` hears as
-    soon as member m is done. Returns each member's result, or the EngineError that ended it."""
+    soon as member m is done. Blocks are sized to take about `block_seconds`. Returns each
+    member's result, or the EngineError that ended it."""
     group = make_group(specs, resumes)
     tracker = [_Tracker() for _ in specs]
     outcome: list[RunResult | EngineError | None] = [None] * len(specs)
-    block_steps, total = 16, specs[0].steps
+    block_steps, total = 1, specs[0].steps
     while any(result is None for result in outcome):
         started = time.perf_counter()
-        blocks = group.advance(min(block_steps, total - group.step + 1))
+        count = min(block_steps, total - group.step + 1)
+        blocks = group.advance(count)
+        block_steps = next_block_steps(count, time.perf_counter() - started, block_seconds)
         live = [
             block if result is None else None for block, result in zip(blocks, outcome, strict=True)
         ]
@@ -281,9 +287,16 @@ def run_group(
                 outcome[m] = _after_block(group, m, block, tracker[m], keep_going[m], total)
                 if outcome[m] is not None and on_end is not None:
                     on_end(m, outcome[m])
-        if time.perf_counter() - started < BLOCK_TARGET_SECONDS:
-            block_steps = min(2 * block_steps, MAX_BLOCK_STEPS)
     return outcome
+
+
+def next_block_steps(steps: int, seconds: float, target_seconds: float) -> int:
+    """Steps for the next block, given that the last one did `steps` in `seconds`: as many as
+    fit in `target_seconds` at that pace, at most twice as many as before (one fast block may
+    be noise), at least one."""
+    per_step = seconds / steps
+    fitting = int(target_seconds / per_step) if per_step > 0 else MAX_BLOCK_STEPS
+    return max(1, min(fitting, 2 * steps, MAX_BLOCK_STEPS))
 
 
 def _after_block(group, m, block, tracker, keep_going, total) -> RunResult | EngineError | None:

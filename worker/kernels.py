@@ -8,6 +8,9 @@ stream (`stream_of[m]`); several members may share a stream (common random numbe
 Per member and step (see worker/engine.py for the algebra): the suffix chain
 s_N = 1, s_(i-1) = W_i^T s_i gives w = s_0; one pass over the batch gives the loss and
 g = mean l'(y w.x) y x; then h_0 = g, and W_i -= lr s_i h_(i-1)^T, h_i = W_i h_(i-1).
+
+The kernels touch no Python object, so they release the GIL (`nogil=True`): the worker's
+heartbeat thread keeps beating however long a block of steps computes.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ E = tuple((-1.0) ** i / math.factorial(i) for i in range(17))  # Taylor coeffici
 CANDIDATE_CHUNK = 256
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def disk_points(key, count):
     """The first `count` candidates of a step's stream that fall in the unit disk, in order.
     Candidates are drawn a chunk at a time and kept without branches, so both loops can be
@@ -66,7 +69,7 @@ def disk_points(key, count):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def fill_batch(x, y, teacher, key, step, distribution):
     """Batch of `step` for one stream: x (dim, n), one point per column, so the per-point
     loops run over contiguous memory, and labels y = sign(v.x) in {-1, +1}."""
@@ -100,7 +103,7 @@ def fill_batch(x, y, teacher, key, step, distribution):
         y[j] = 1.0 if dot[j] >= 0.0 else -1.0
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _fill_normals(x, k):
     """Standard normals in row-major order, two from each disk point (Marsaglia's polar
     method)."""
@@ -114,7 +117,7 @@ def _fill_normals(x, k):
         x[made % dim, made // dim] = (a if made % 2 == 0 else b) * factor
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _suffix_chain(params, offset, rows, cols, m, depth, suffix):
     """suffix[i, :cols of layer i] = s_i = (W_N ... W_(i+1))^T; suffix[0, :dim] = w."""
     suffix[depth, 0] = 1.0
@@ -141,7 +144,7 @@ def exp_neg(t):
     return p * _bits_to_float((1023 - k) << 52)
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, nogil=True, fastmath=FAST)
 def _batch_pass(x, y, w, loss, g, scratch, want_loss):
     """g = mean l'(y w.x) y x (written into g); also the batch-mean loss (if `want_loss`)
     and accuracy. Per-point work is float64 in branch-free loops over contiguous columns."""
@@ -172,7 +175,7 @@ def _batch_pass(x, y, w, loss, g, scratch, want_loss):
     return loss_total / n, correct / n
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, nogil=True, fastmath=FAST)
 def _logistic_pass(margin, y, weight, one_plus_e, want_loss):
     """weight = l'(m) y for the logistic loss; returns the summed loss if `want_loss`.
     With e = e^-|m|: l'(m) = -(e if m > 0 else 1) / (1 + e) and
@@ -207,7 +210,7 @@ def _reciprocal(d):
     return r * (2.0 - d * r)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _update(params, offset, rows, cols, m, depth, lr, suffix, g, h, h_next):
     """W_i -= lr s_i h_(i-1)^T with h_0 = g, h_i = W_i h_(i-1) taken before W_i moves."""
     for c in range(cols[m, 0]):
@@ -227,7 +230,7 @@ def _update(params, offset, rows, cols, m, depth, lr, suffix, g, h, h_next):
             h[p] = h_next[p]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def balancedness(params, offset, rows, cols, m, depth):
     """max_i |W_(i+1)^T W_(i+1) - W_i W_i^T|_F (0 at depth 1)."""
     worst = 0.0
@@ -250,7 +253,7 @@ def balancedness(params, offset, rows, cols, m, depth):
     return worst
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _log_row(out, row, m, w, teacher, loss, accuracy, bal):
     norm = 0.0
     for c in range(w.shape[0]):
@@ -268,7 +271,7 @@ def _log_row(out, row, m, w, teacher, loss, accuracy, bal):
     out[row, m, 5] = accuracy
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def train_block(
     params, offset, rows, cols, depth, lr, loss, active, stream_of,
     keys, teachers, x, y, distribution, resample,

@@ -12,12 +12,13 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from service import metric_store
 from service.settings import Settings
@@ -28,7 +29,8 @@ from worker.engine import EngineError, MetricBlock, RunResult
 from worker.summary import summarize
 
 log = logging.getLogger("dirconv.worker")
-RUN_ERRORS = (EngineError, ValueError, RuntimeError, torch.OutOfMemoryError)
+PLAIN_ERRORS = (EngineError, ValueError, RuntimeError)
+"""Errors whose message alone tells the user why their run failed."""
 
 FORGET_WORKERS_AFTER_LEASES = 20
 """A registry row silent for this many leases is dropped when another worker starts."""
@@ -85,27 +87,29 @@ class MetricBuffer:
     def checkpoint_due(self) -> bool:
         return time.monotonic() - self.last_checkpoint >= self.settings.checkpoint_seconds
 
-    def flush(self, checkpoint: bool = False) -> None:
-        """Write what changed since the last flush. With `checkpoint`, each member's state
-        after its last block goes in the same transaction as the metrics before it, so a
-        checkpoint never runs ahead of its metrics. A failed write keeps everything for the
-        next flush: writes are idempotent, and a lasting outage ends in the lease running out
-        and another worker resuming the checkpoint."""
+    def flush(self, checkpoint: bool = False) -> bool:
+        """Write what changed since the last flush; False if a passing database error stopped
+        the write. With `checkpoint`, each member's state after its last block goes in the
+        same transaction as the metrics before it, so a checkpoint never runs ahead of its
+        metrics. A failed write keeps everything for the next flush: writes are idempotent."""
         pending = [m for m in self.members if m.verdict == queue.RUNNING and self._changed(m)]
         if pending:
             progress = [self._progress(member, checkpoint) for member in pending]
             try:
                 verdicts = queue.record_progress(self.db, progress)
             except DBAPIError as exc:
+                if not is_transient(exc):
+                    raise
                 log.warning("event=flush_failed error=%r", str(exc)[:200])
                 self.last_flush = time.monotonic()
-                return
+                return False
             for member in pending:
                 member.verdict = verdicts[member.id]
                 member.blocks, member.written_step = [], member.step
         self.last_flush = time.monotonic()
         if checkpoint:
             self.last_checkpoint = self.last_flush
+        return True
 
     @staticmethod
     def _changed(member: Member) -> bool:
@@ -119,18 +123,18 @@ class MetricBuffer:
         state = block.snapshot() if wanted else None
         return queue.Progress(member.lease, member.series(), member.step, state)
 
-    def drain(self) -> None:
-        """Flush until every point is written or the leases are lost; give up (raise) after
-        `lease_seconds`, by when the runs are another worker's anyway."""
-        deadline = time.monotonic() + self.settings.lease_seconds
-        self.flush()
-        while any(m.blocks and m.verdict != queue.LOST for m in self.members):
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    "could not write metrics of " + str([m.id for m in self.members])
-                )
-            time.sleep(self.settings.poll_seconds)
-            self.flush()
+    def drain(self, stopping: threading.Event) -> bool:
+        """Flush until every point is written or its lease is lost, however long a passing
+        database error lasts: every try checks the lease, so a run that another worker took
+        over meanwhile comes back LOST and nothing is written for it. Only a stopping worker
+        gives up (False), leaving its runs to the reaper."""
+        if self.flush():
+            return True
+        log.warning("event=drain_waiting experiments=%s", [m.id for m in self.members])
+        while not stopping.wait(self.settings.poll_seconds):
+            if self.flush():
+                return True
+        return False
 
 
 class Heartbeat:
@@ -153,7 +157,7 @@ class Heartbeat:
         while not self.done.wait(self.seconds):
             try:
                 queue.heartbeat(self.db, self.info)
-            except DBAPIError as exc:
+            except Exception as exc:  # noqa: BLE001 - the beat must outlive any one failure
                 log.warning(
                     "event=heartbeat_failed worker=%s error=%r", self.info.id, str(exc)[:200]
                 )
@@ -200,15 +204,18 @@ class Worker:
             return False
         if not claimed:
             return False
-        first = claimed[0]
+        first, ids = claimed[0], [c.id for c in claimed]
         log.info(
             "event=claimed experiments=%s worker=%s attempt=%d resume_step=%d",
-            [c.id for c in claimed],
+            ids,
             self.id,
             first.lease.attempt,
             first.resume_step,
         )
-        self._run(claimed)
+        try:
+            self._run(claimed)
+        except Exception:  # a bug must not take the worker down with the run
+            log.exception("event=run_crashed experiments=%s worker=%s", ids, self.id)
         return True
 
     def _claim(self) -> list[queue.Claimed]:
@@ -233,7 +240,7 @@ class Worker:
             try:
                 spec = parse_stored_spec(item.spec)
             except ValueError as exc:
-                queue.finish(self.db, item.lease, "failed", error=f"invalid stored spec: {exc}")
+                self._fail(item.lease, f"invalid stored spec: {exc}")
                 continue
             members.append(Member(item.lease, spec, item.resume_step))
             resumes.append(item.resume)
@@ -254,31 +261,71 @@ class Worker:
             return [m.verdict == queue.RUNNING and not stopping for m in members]
 
         def on_end(m: int, outcome: RunResult | EngineError) -> None:
-            buffer.drain()
-            self._record_end(members[m], outcome)
+            if buffer.drain(self.stopping):
+                self._record_end(members[m], outcome)
+            else:
+                log.warning("event=left_to_reaper experiment=%d", members[m].id)
             ended.add(m)
 
+        specs = [member.spec for member in members]
         try:
-            specs = [member.spec for member in members]
-            training.run_group(specs, on_blocks, resumes, on_end=on_end)
-        except RUN_ERRORS as exc:
-            buffer.drain()
-            for m in set(range(len(members))) - ended:
-                self._record_end(members[m], exc)
+            training.run_group(
+                specs, on_blocks, resumes, on_end=on_end, block_seconds=self.settings.block_seconds
+            )
+        except Exception as exc:  # whatever a run raises fails the run, never the worker
+            self._fail_rest(buffer, [m for i, m in enumerate(members) if i not in ended], exc)
+
+    def _fail_rest(self, buffer: MetricBuffer, members: list[Member], exc: Exception) -> None:
+        """Store the points the runs made before `exc`, then mark them failed with it."""
+        log.warning(
+            "event=run_error experiments=%s error=%r",
+            [m.id for m in members],
+            failure_message(exc)[:200],
+            exc_info=not isinstance(exc, (*PLAIN_ERRORS, MemoryError)),
+        )
+        try:
+            written = buffer.drain(self.stopping)
+        except DBAPIError as error:  # points that cannot be stored do not keep the run open
+            log.warning("event=drain_failed error=%r", str(error)[:200])
+            written = True
+        if written:
+            for member in members:
+                self._record_end(member, exc)
 
     def _record_end(self, member: Member, outcome: RunResult | Exception) -> None:
         lease = member.lease
         if member.verdict == queue.LOST:
             log.warning("event=lease_lost experiment=%d worker=%s", member.id, self.id)
-        elif isinstance(outcome, Exception):
-            log.warning("event=failed experiment=%d error=%r", member.id, str(outcome)[:200])
-            queue.finish(self.db, lease, "failed", error=str(outcome))
+            return
+        if isinstance(outcome, Exception):
+            error = failure_message(outcome)
+            log.warning("event=failed experiment=%d error=%r", member.id, error[:200])
+            self._fail(lease, error)
         elif outcome.completed or member.verdict == queue.CANCEL:
             status = "succeeded" if outcome.completed else "canceled"
-            queue.finish(self.db, lease, status, summary=self._summary(member, outcome))
+            self._until_written(
+                lambda: queue.finish(self.db, lease, status, summary=self._summary(member, outcome))
+            )
         else:
-            queue.requeue(self.db, lease)
+            self._until_written(lambda: queue.requeue(self.db, lease))
         log.info("event=ended experiment=%d step=%d", member.id, member.step)
+
+    def _fail(self, lease: queue.Lease, error: str) -> None:
+        self._until_written(lambda: queue.finish(self.db, lease, "failed", error=error))
+
+    def _until_written(self, write: Callable[[], object]) -> None:
+        """Make `write` (lease-checked, idempotent) until it goes through, trying again after
+        passing database errors; a stopping worker gives up and leaves the run to the reaper."""
+        while True:
+            try:
+                write()
+                return
+            except DBAPIError as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning("event=write_failed worker=%s error=%r", self.id, str(exc)[:200])
+            if self.stopping.wait(self.settings.poll_seconds):
+                return
 
     def _summary(self, member: Member, result: RunResult) -> dict:
         """Final values, thresholds and the fitted rate, over the whole stored series (a
@@ -291,6 +338,25 @@ class Worker:
             **summarize(errors.steps, errors.values, member.spec.lr, member.spec.optimizer),
         }
         return _json_safe(summary)
+
+
+def is_transient(exc: DBAPIError) -> bool:
+    """A database error that trying again may cure: a lock, a timeout, a dropped connection."""
+    return isinstance(exc, OperationalError) or exc.connection_invalidated
+
+
+def failure_message(exc: BaseException) -> str:
+    """What the user reads on a run that `exc` ended."""
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        return (
+            f"out of memory: the run needs more memory than this worker has ({exc}); "
+            "try a smaller batch_size, n_samples, dim or width, or fewer members in one sweep"
+        )
+    if isinstance(exc, PLAIN_ERRORS):
+        return str(exc)
+    if isinstance(exc, ArithmeticError):
+        return f"numeric error ({type(exc).__name__}: {exc}); try a smaller lr or init_scale"
+    return f"the worker could not run it: {type(exc).__name__}: {exc}"
 
 
 def _json_safe(value):  # noqa: ANN001, ANN202

@@ -121,8 +121,11 @@ def reap(engine: Engine, lease_seconds: float, max_attempts: int) -> int:
     canceled = Experiment.cancel_requested.is_(True)
     gave_up = Experiment.attempts >= max_attempts
     why = (
-        literal(f"gave up after {max_attempts} attempts: each time its worker sent no heartbeat ")
-        + literal(f"for {lease_seconds:g} s (DIRCONV_LEASE_SECONDS); the last worker was ")
+        literal(f"gave up after {max_attempts} attempts (DIRCONV_MAX_ATTEMPTS): the run killed ")
+        + literal(f"its worker {max_attempts} times; each time the worker sent no heartbeat ")
+        + literal(f"for {lease_seconds:g} s (DIRCONV_LEASE_SECONDS) while running it, as when ")
+        + literal("the OS kills a worker that runs out of memory; the run may need more memory ")
+        + literal("than a worker has. The last worker was ")
         + func.coalesce(Experiment.worker_id, "unknown")
         + literal(" on attempt ")
         + cast(Experiment.attempts, String)

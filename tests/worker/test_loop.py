@@ -4,10 +4,11 @@ import threading
 import time
 
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
-from service import metric_store
-from service.models import Checkpoint, Experiment
+from service import metric_store, store
+from service.db import session_scope
+from service.models import Checkpoint, Experiment, utcnow
 from service.settings import Settings
 from service.spec import ExperimentSpec
 from tests.e2e.stack import wait_for
@@ -118,3 +119,36 @@ def test_metric_buffer_flushes_by_size_and_by_time(client, db):
     buffer.settings = Settings(flush_points=10**6, flush_seconds=0.01)
     time.sleep(0.02)
     assert buffer.due()
+
+
+def _queued(db, spec: ExperimentSpec) -> int:
+    """Queue `spec` straight in the database, past any size limit the API sets."""
+    with session_scope(db, write=True) as session:
+        return store.create_experiment(session, spec).id
+
+
+def test_a_run_too_big_for_memory_fails_saying_so_and_the_worker_goes_on(client, db):
+    # x alone would take 10,000 x 10,000,000 float32 = 373 GiB: numpy refuses at once.
+    huge = _queued(db, ExperimentSpec(dim=10_000, batch_size=10_000_000, steps=1))
+    normal = _queued(db, ExperimentSpec(steps=50))
+    worker = _worker(db)
+    assert worker.run_one() and worker.run_one()
+    failed = client.get(f"/experiments/{huge}").json()
+    assert failed["status"] == "failed"
+    assert failed["error"].startswith("out of memory: the run needs more memory than this worker")
+    assert "373. GiB" in failed["error"]
+    assert client.get(f"/experiments/{normal}").json()["status"] == "succeeded"
+
+
+def test_a_run_that_raises_anything_fails_with_the_error_and_the_worker_goes_on(client, db):
+    broken = client.post("/experiments", json={"steps": 50}).json()["id"]
+    normal = client.post("/experiments", json={"steps": 50}).json()["id"]
+    with db.begin() as connection:
+        garbage = {"step": 10, "state": b"PK\x03\x04 torn", "saved_at": utcnow()}
+        connection.execute(insert(Checkpoint).values(experiment_id=broken, **garbage))
+    worker = _worker(db)
+    assert worker.run_one() and worker.run_one()
+    failed = client.get(f"/experiments/{broken}").json()
+    assert failed["status"] == "failed"
+    assert failed["error"] == "the worker could not run it: BadZipFile: File is not a zip file"
+    assert client.get(f"/experiments/{normal}").json()["status"] == "succeeded"

@@ -113,7 +113,8 @@ def test_a_run_that_keeps_losing_its_worker_fails_saying_why(client, db):
     experiment = _experiment(db, experiment_id)
     assert experiment.status == "failed"
     assert "gave up after 2 attempts" in experiment.error
-    assert "no heartbeat" in experiment.error
+    assert "the run killed its worker 2 times" in experiment.error
+    assert "no heartbeat for 0.2 s (DIRCONV_LEASE_SECONDS)" in experiment.error
     assert experiment.finished_at is not None
 
 
