@@ -12,6 +12,7 @@ HEARTBEAT_SECONDS = 2.0
 LEASE_SECONDS = 15.0
 MAX_ATTEMPTS = 3
 CHECKPOINT_SECONDS = 5.0
+MAX_BODY_BYTES = 1_048_576
 
 
 class Settings(BaseSettings):
@@ -21,6 +22,8 @@ class Settings(BaseSettings):
         default=DEFAULT_DATABASE_URL,
         validation_alias=AliasChoices("DATABASE_URL", "DIRCONV_DATABASE_URL"),
     )
+    max_body_bytes: int = Field(default=MAX_BODY_BYTES, ge=1)
+    """Largest request body the API reads; a longer one gets 413 before it is parsed."""
     max_steps: int = Field(default=1_000_000, ge=1)
     """Upper bound on a spec's `steps`."""
     max_sweep_size: int = Field(default=4096, ge=1)

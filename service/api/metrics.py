@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from service import metric_store, store
 from service.api.deps import ReadSession, get_experiment_or_404, invalid
+from service.api.errors import documented
 from service.schemas import CompareRead, MetricsRead
 from service.spec import LOGGED_METRICS, MAX_INT, METRIC_NAMES
 
@@ -26,7 +27,7 @@ SpacingQuery = Annotated[
 PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
 
 
-@router.get("/{experiment_id}/metrics", response_model=MetricsRead)
+@router.get("/{experiment_id}/metrics", response_model=MetricsRead, responses=documented(404))
 def read_metrics(
     session: ReadSession,
     experiment_id: int,
@@ -48,7 +49,11 @@ def read_metrics(
     return Response(metric_store.dumps(content), media_type="application/json")
 
 
-@router.get("/{experiment_id}/metrics.csv", response_class=StreamingResponse)
+@router.get(
+    "/{experiment_id}/metrics.csv",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}}, **documented(404)},
+)
 def export_csv(
     session: ReadSession,
     experiment_id: int,
@@ -65,7 +70,11 @@ def export_csv(
     )
 
 
-@router.get("/{experiment_id}/metrics.parquet", response_class=Response)
+@router.get(
+    "/{experiment_id}/metrics.parquet",
+    response_class=Response,
+    responses={200: {"content": {PARQUET_MEDIA_TYPE: {}}}, **documented(404)},
+)
 def export_parquet(
     session: ReadSession,
     experiment_id: int,

@@ -7,12 +7,13 @@ from fastapi import APIRouter, Query
 
 from service import theory
 from service.api.deps import ReadSession, get_experiment_or_404, invalid
+from service.api.errors import documented
 from service.schemas import TheoryRead
 
 router = APIRouter(prefix="/experiments", tags=["theory"])
 
 
-@router.get("/{experiment_id}/theory", response_model=TheoryRead)
+@router.get("/{experiment_id}/theory", response_model=TheoryRead, responses=documented(404))
 def read_theory(
     session: ReadSession,
     experiment_id: int,
