@@ -6,18 +6,30 @@ import logging
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from itertools import islice
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException
 
 from service.api import api_router
+from service.body_limit import BodyLimit
 from service.db import make_engine
+from service.settings import get_settings
 
 log = logging.getLogger("dirconv.service")
+
+ECHO_ITEMS = 100
+"""Most characters of a string, or items of a list or object, a 422 echoes back."""
+ECHO_DEPTH = 4
+"""Deepest nesting of an echoed input; below it a value reads "..."."""
+MESSAGE_CHARS = 300
+"""Longest `msg` in a 422 (some quote the input)."""
 
 
 def create_app(database_url: str | None = None) -> FastAPI:
@@ -32,8 +44,10 @@ def create_app(database_url: str | None = None) -> FastAPI:
     app = FastAPI(title="dirconv", version="0.1.0", lifespan=lifespan)
     app.state.engine = engine
     app.include_router(api_router)
+    app.add_middleware(BodyLimit, max_bytes=get_settings().max_body_bytes)
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(HTTPException, _unparsable_body)
     return app
 
 
@@ -47,16 +61,58 @@ async def _database_unavailable(_request: Request, exc: Exception) -> JSONRespon
 
 
 async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
-    """FastAPI's 422 body, made JSON-safe: an echoed input may hold NaN or infinity."""
+    """FastAPI's 422 body, made JSON-safe (an echoed input may hold NaN, infinity or a lone
+    surrogate) and short (only a prefix of the input comes back)."""
     assert isinstance(exc, RequestValidationError)
-    return JSONResponse(status_code=422, content={"detail": _json_safe(exc.errors())})
+    errors = [_short_error(error) for error in islice(exc.errors(), ECHO_ITEMS)]
+    return JSONResponse(status_code=422, content={"detail": errors})
 
 
-def _json_safe(value: Any) -> Any:
+async def _unparsable_body(request: Request, exc: Exception) -> Response:
+    """FastAPI answers 400 to a JSON body it cannot decode (bad UTF-8, nesting too deep for
+    the parser); that is invalid JSON like any other, so 422 in the same shape."""
+    assert isinstance(exc, HTTPException)
+    cause = exc.__cause__
+    if exc.status_code != 400 or not isinstance(cause, ValueError | RecursionError):
+        return await http_exception_handler(request, exc)
+    reason = "nested too deeply" if isinstance(cause, RecursionError) else str(cause)
+    error = {"type": "json_invalid", "loc": ["body"], "msg": "JSON decode error", "input": {}}
+    error["ctx"] = {"error": _text(reason, ECHO_ITEMS)}
+    return JSONResponse(status_code=422, content={"detail": [error]})
+
+
+def _short_error(error: dict) -> dict:
+    short = {
+        "type": _text(str(error.get("type", "value_error")), ECHO_ITEMS),
+        "loc": [
+            item if isinstance(item, int) else _text(str(item), ECHO_ITEMS)
+            for item in islice(error.get("loc", ()), ECHO_ITEMS)
+        ],  # fmt: skip
+        "msg": _text(str(error.get("msg", "")), MESSAGE_CHARS),
+    }
+    for key in ("input", "ctx"):
+        if key in error:
+            short[key] = _json_safe(error[key])
+    return short
+
+
+def _json_safe(value: Any, depth: int = 0) -> Any:
+    if depth > ECHO_DEPTH:
+        return "..."
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if isinstance(value, str | bytes):
+        return _text(value, ECHO_ITEMS)
     if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
+        items = islice(value.items(), ECHO_ITEMS)
+        return {_text(str(key), ECHO_ITEMS): _json_safe(item, depth + 1) for key, item in items}
     if isinstance(value, list | tuple):
-        return [_json_safe(item) for item in value]
-    return jsonable_encoder(value, custom_encoder={Exception: str})
+        return [_json_safe(item, depth + 1) for item in islice(value, ECHO_ITEMS)]
+    return jsonable_encoder(value, custom_encoder={Exception: lambda e: _text(str(e), 200)})
+
+
+def _text(value: str | bytes, limit: int) -> str:
+    """At most `limit` characters of `value` as valid UTF-8 (lone surrogates become '?')."""
+    if isinstance(value, bytes):
+        return value[:limit].decode("utf-8", "replace")
+    return value[:limit].encode("utf-8", "replace").decode("utf-8")

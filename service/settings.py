@@ -13,6 +13,7 @@ LEASE_SECONDS = 15.0
 MAX_ATTEMPTS = 3
 CHECKPOINT_SECONDS = 5.0
 BLOCK_SECONDS = 0.05
+MAX_BODY_BYTES = 1_048_576
 
 
 class Settings(BaseSettings):
@@ -22,6 +23,8 @@ class Settings(BaseSettings):
         default=DEFAULT_DATABASE_URL,
         validation_alias=AliasChoices("DATABASE_URL", "DIRCONV_DATABASE_URL"),
     )
+    max_body_bytes: int = Field(default=MAX_BODY_BYTES, ge=1)
+    """Largest request body the API reads; a longer one gets 413 before it is parsed."""
     max_steps: int = Field(default=1_000_000, ge=1)
     """Upper bound on a spec's `steps`."""
     max_sweep_size: int = Field(default=4096, ge=1)

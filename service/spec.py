@@ -30,6 +30,9 @@ MAX_WIDTH = 10_000
 MAX_DIM = 10_000
 MAX_BATCH_SIZE = 10_000_000
 MIN_INIT_NORM, MAX_INIT_NORM = 1e-12, 1e12
+"""Range of |w_e(0)| for the balanced inits (init_vector's norm, init_scale): far inside where
+float32 training works and the float64 flow does (it fails below |w| ~ 1e-154, where |w|^2
+underflows)."""
 MAX_PARAMETERS = 20_000_000
 """Most weights one network may have (depth x width^2, about): 80 MB in float32."""
 
@@ -73,7 +76,7 @@ class ExperimentSpec(BaseModel):
     n_samples: int = Field(default=1000, ge=1, le=MAX_BATCH_SIZE)
     steps: int = Field(default_factory=lambda: min(DEFAULT_STEPS, get_settings().max_steps), ge=1)
     init: Literal["paper", "balanced", "gaussian"] = "paper"
-    init_scale: float = Field(default=1.0, gt=0, le=1e6)
+    init_scale: float = Field(default=1.0, ge=MIN_INIT_NORM, le=1e6)
     init_vector: list[float] | None = Field(default=None, validate_default=True)
     log_every: int = Field(default=1, ge=1, le=MAX_INT)
     seed: int = Field(default=0, ge=0, le=MAX_INT)
@@ -83,16 +86,18 @@ class ExperimentSpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _name_is_printable(cls, name: str | None) -> str | None:
-        if name is not None and "\x00" in name:
-            raise ValueError("name must not contain NUL characters")
+        if name is not None and not is_storable_text(name):
+            raise ValueError("name must not contain NUL characters or lone surrogates")
         return name
 
     @field_validator("tags")
     @classmethod
     def _tags_are_clean(cls, tags: list[str]) -> list[str]:
         for tag in tags:
-            if not 1 <= len(tag) <= 100 or "\x00" in tag:
-                raise ValueError("each tag must be 1 to 100 characters, without NUL")
+            if not 1 <= len(tag) <= 100 or not is_storable_text(tag):
+                raise ValueError(
+                    "each tag must be 1 to 100 characters, without NUL or lone surrogates"
+                )
         return list(dict.fromkeys(tags))
 
     @field_validator("width")
@@ -114,8 +119,8 @@ class ExperimentSpec(BaseModel):
         dim = info.data.get("dim")
         if teacher is None:
             return _basis(dim, dim - 1) if dim else []
-        norm = _checked_norm(teacher, dim, "teacher")
-        return [x / norm for x in teacher]
+        _checked_norm(teacher, dim, "teacher")
+        return _unit(teacher)
 
     @field_validator("init_vector")
     @classmethod
@@ -216,13 +221,35 @@ def _default_init_vector(dim: int) -> list[float]:
     return vector
 
 
+def is_storable_text(text: str) -> bool:
+    """Whether every database can store `text`: PostgreSQL refuses NUL, UTF-8 lone surrogates."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _checked_norm(vector: list[float], dim: int | None, field: str) -> float:
+    """|vector| (infinite if it overflows a float), once its length and nonzero-ness are known."""
     if dim is not None and len(vector) != dim:
         raise ValueError(f"{field} must have dim={dim} entries, got {len(vector)}")
-    norm = math.hypot(*vector)
-    if norm == 0:
+    largest = max(map(abs, vector), default=0.0)
+    if largest == 0:
         raise ValueError(f"{field} must be nonzero")
-    return norm
+    # Scaled first: |vector| itself may round badly for subnormal entries.
+    return largest * math.hypot(*(x / largest for x in vector))
+
+
+def _unit(vector: list[float]) -> list[float]:
+    """vector / |vector|, finite for any finite nonzero vector: |vector| may overflow (entries
+    near 1e308) or round badly (subnormal entries), vector / max|entry| does neither."""
+    largest = max(map(abs, vector))
+    scaled = [x / largest for x in vector]
+    norm = math.hypot(*scaled)
+    return [x / norm for x in scaled]
 
 
 def group_key(spec: ExperimentSpec) -> tuple:

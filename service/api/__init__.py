@@ -3,8 +3,10 @@
 from fastapi import APIRouter
 
 from service.api import dashboard, experiments, health, metrics, sweeps, theory, workers
+from service.api.errors import documented
 
-api_router = APIRouter()
+# Any request may be too big or find the database down.
+api_router = APIRouter(responses=documented(413, 503))
 api_router.include_router(health.router)
 api_router.include_router(experiments.router)
 api_router.include_router(metrics.router)

@@ -22,7 +22,7 @@ def dashboard() -> FileResponse:
 @router.get("/ui/{path:path}")
 def dashboard_asset(path: str) -> FileResponse:
     """Serve a file under service/web/ (the chart library sits in vendor/, from npm)."""
-    target = (WEB_DIR / path).resolve()
+    target = WEB_DIR / "missing" if "\x00" in path else (WEB_DIR / path).resolve()
     if not target.is_relative_to(WEB_DIR) or not target.is_file():
         raise HTTPException(status_code=404, detail=f"no dashboard file {path!r}")
     return FileResponse(target, headers=NO_CACHE)

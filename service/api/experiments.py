@@ -12,6 +12,7 @@ from service.api.deps import (
     refuse_overruns,
     reused_key_refused,
 )
+from service.api.errors import documented
 from service.idempotency import BodyDigest, KeyHeader
 from service.models import STATUSES
 from service.schemas import ExperimentList, ExperimentRead
@@ -21,6 +22,8 @@ from service.spec import MAX_INT, ExperimentSpec
 router = APIRouter(prefix="/experiments", tags=["experiments"])
 
 StatusFilter = Literal[STATUSES]  # type: ignore[valid-type]
+NO_NUL = r"^[^\x00]*$"
+"""No stored tag holds NUL, and PostgreSQL refuses to compare with one."""
 
 
 @router.post("", status_code=201, response_model=ExperimentRead)
@@ -47,7 +50,7 @@ def create_experiment(
 def list_experiments(
     session: ReadSession,
     status: StatusFilter | None = None,
-    tag: Annotated[str | None, Query(max_length=100)] = None,
+    tag: Annotated[str | None, Query(max_length=100, pattern=NO_NUL)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
 ) -> ExperimentList:
@@ -58,13 +61,18 @@ def list_experiments(
     return ExperimentList(data=[store.to_read(row) for row in rows], count=count)
 
 
-@router.get("/{experiment_id}", response_model=ExperimentRead)
+@router.get("/{experiment_id}", response_model=ExperimentRead, responses=documented(404))
 def read_experiment(session: ReadSession, experiment_id: int) -> ExperimentRead:
     """Read one experiment with its status, progress and summary."""
     return store.to_read(get_experiment_or_404(session, experiment_id))
 
 
-@router.post("/{experiment_id}/cancel", status_code=202, response_model=ExperimentRead)
+@router.post(
+    "/{experiment_id}/cancel",
+    status_code=202,
+    response_model=ExperimentRead,
+    responses=documented(404, 409),
+)
 def cancel_experiment(session: WriteSession, experiment_id: int) -> ExperimentRead:
     """Cancel a queued run at once; ask a running run's worker to stop it."""
     experiment = get_experiment_or_404(session, experiment_id)

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from service import metric_store, store
 from service.api.deps import ReadSession, get_experiment_or_404, invalid
+from service.api.errors import documented
 from service.schemas import CompareRead, MetricsRead
 from service.settings import get_settings
 from service.spec import LOGGED_METRICS, MAX_INT, METRIC_NAMES
@@ -28,7 +29,7 @@ SpacingQuery = Annotated[
 PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
 
 
-@router.get("/{experiment_id}/metrics", response_model=MetricsRead)
+@router.get("/{experiment_id}/metrics", response_model=MetricsRead, responses=documented(404))
 def read_metrics(
     session: ReadSession,
     experiment_id: int,
@@ -52,7 +53,11 @@ def read_metrics(
     return Response(metric_store.dumps(content), media_type="application/json")
 
 
-@router.get("/{experiment_id}/metrics.csv", response_class=StreamingResponse)
+@router.get(
+    "/{experiment_id}/metrics.csv",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}}, **documented(404)},
+)
 def export_csv(
     request: Request,
     session: ReadSession,
@@ -71,7 +76,11 @@ def export_csv(
     )
 
 
-@router.get("/{experiment_id}/metrics.parquet", response_class=StreamingResponse)
+@router.get(
+    "/{experiment_id}/metrics.parquet",
+    response_class=StreamingResponse,
+    responses={200: {"content": {PARQUET_MEDIA_TYPE: {}}}, **documented(404)},
+)
 def export_parquet(
     request: Request,
     session: ReadSession,

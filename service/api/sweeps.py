@@ -7,6 +7,7 @@ from fastapi.exceptions import RequestValidationError
 
 from service import idempotency, metric_store, sweep_store
 from service.api.deps import ReadSession, WriteSession, reused_key_refused
+from service.api.errors import documented
 from service.api.metrics import check_answer_size
 from service.idempotency import BodyDigest, KeyHeader
 from service.models import Sweep
@@ -19,6 +20,7 @@ from service.schemas import (
 )
 from service.settings import get_settings
 from service.spec import MAX_INT, METRIC_NAMES
+from service.store import MAX_ID
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 
@@ -55,13 +57,13 @@ def list_sweeps(
     return SweepList(data=[sweep_store.to_read(session, row) for row in rows], count=count)
 
 
-@router.get("/{sweep_id}", response_model=SweepRead)
+@router.get("/{sweep_id}", response_model=SweepRead, responses=documented(404))
 def read_sweep(session: ReadSession, sweep_id: int) -> SweepRead:
     """Read a sweep: its grid, member ids and member counts by status."""
     return sweep_store.to_read(session, _sweep_or_404(session, sweep_id))
 
 
-@router.get("/{sweep_id}/metrics", response_model=SweepMetrics)
+@router.get("/{sweep_id}/metrics", response_model=SweepMetrics, responses=documented(404))
 def read_sweep_metrics(
     session: ReadSession,
     sweep_id: int,
@@ -99,7 +101,7 @@ def read_sweep_metrics(
 
 
 def _sweep_or_404(session, sweep_id: int) -> Sweep:
-    sweep = session.get(Sweep, sweep_id) if 1 <= sweep_id <= MAX_INT else None
+    sweep = session.get(Sweep, sweep_id) if 1 <= sweep_id <= MAX_ID else None
     if sweep is None:
         raise HTTPException(status_code=404, detail=f"sweep {sweep_id} not found")
     return sweep

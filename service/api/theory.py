@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, Query
 
 from service import theory
 from service.api.deps import ReadSession, get_experiment_or_404, invalid
+from service.api.errors import documented
 from service.schemas import TheoryRead
 from service.settings import get_settings
 
@@ -18,7 +19,7 @@ SLOT_WAIT_SECONDS = 1.0
 _curves = theory.CurveCache()
 
 
-@router.get("/{experiment_id}/theory", response_model=TheoryRead)
+@router.get("/{experiment_id}/theory", response_model=TheoryRead, responses=documented(404))
 def read_theory(
     session: ReadSession,
     experiment_id: int,
