@@ -17,23 +17,42 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 IMMEDIATE = {"sqlite_begin": "IMMEDIATE"}
 """Execution options for a transaction that will write: on SQLite it takes the write lock at
 BEGIN, so a read-then-write never fails with SQLITE_BUSY_SNAPSHOT; other backends ignore it."""
+POOL_OVERFLOW = 4
+"""Connections beyond DIRCONV_DB_CONCURRENCY, for threads that bypass the request gate."""
 
 
 def make_engine(url: str | None = None) -> Engine:
     """An engine for `url` (default: the settings' DATABASE_URL)."""
     url = url or get_settings().database_url
     if make_url(url).get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, **_pool_sizes())
     _ensure_sqlite_directory(url)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    pool = _pool_sizes() if _is_file(url) else {}
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
     _configure_sqlite(engine)
     return engine
 
 
-def _ensure_sqlite_directory(url: str) -> None:
+def _pool_sizes() -> dict:
+    """One connection per request the API admits at once (DIRCONV_DB_CONCURRENCY), a few more
+    for threads outside that gate (a worker's heartbeat); a checkout waits as long as a
+    request may queue."""
+    settings = get_settings()
+    return {
+        "pool_size": settings.db_concurrency,
+        "max_overflow": POOL_OVERFLOW,
+        "pool_timeout": settings.db_wait_seconds,
+    }
+
+
+def _is_file(url: str) -> bool:
     database = make_url(url).database
-    if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    return bool(database) and database != ":memory:" and not database.startswith("file:")
+
+
+def _ensure_sqlite_directory(url: str) -> None:
+    if _is_file(url):
+        Path(make_url(url).database).parent.mkdir(parents=True, exist_ok=True)
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -14,6 +14,8 @@ MAX_ATTEMPTS = 3
 CHECKPOINT_SECONDS = 5.0
 BLOCK_SECONDS = 0.05
 MAX_BODY_BYTES = 1_048_576
+DB_CONCURRENCY = 8
+DB_WAIT_SECONDS = 5.0
 
 
 class Settings(BaseSettings):
@@ -52,6 +54,12 @@ class Settings(BaseSettings):
     torch_threads: int = Field(default=1, ge=1)
     """Intra-op threads per worker; the networks are tiny, so one is fastest."""
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
+    """Longest a SQLite statement waits for another writer's lock before failing (API: 503)."""
+    db_concurrency: int = Field(default=DB_CONCURRENCY, ge=1)
+    """Requests one API process lets use the database at once (its pool holds as many
+    connections); the others queue without a thread."""
+    db_wait_seconds: float = Field(default=DB_WAIT_SECONDS, gt=0)
+    """Longest a request queues for its turn at the database before a 503 with Retry-After."""
     heartbeat_seconds: float = Field(default=HEARTBEAT_SECONDS, gt=0)
     """How often a worker tells the database it is alive."""
     lease_seconds: float = Field(default=LEASE_SECONDS, gt=0)

@@ -2,34 +2,83 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy import event
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
 from service.cost import Overrun
 from service.db import IMMEDIATE
 from service.idempotency import KeyReused
 from service.models import Experiment
+from service.settings import get_settings
 from service.store import MAX_ID
 
+RETRY_AFTER_SECONDS = "1"
 
-def _read_session(request: Request) -> Iterator[Session]:
+
+def _busy(what: str) -> HTTPException:
+    return HTTPException(
+        status_code=503,
+        detail=f"database busy ({what}), retry shortly",
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+    )
+
+
+async def _database_turn(request: Request) -> AsyncIterator[None]:
+    """Admit at most DIRCONV_DB_CONCURRENCY requests to the database at once; the rest wait
+    here, in the event loop and without a thread, for up to DIRCONV_DB_WAIT_SECONDS."""
+    gate = _gate(request)
+    with anyio.move_on_after(get_settings().db_wait_seconds) as waiting:
+        await gate.acquire()
+    if waiting.cancelled_caught:
+        raise _busy("no free slot")
+    try:
+        yield
+    finally:
+        gate.release()
+
+
+def _gate(request: Request) -> anyio.Semaphore:
+    state = request.app.state
+    if getattr(state, "database_gate", None) is None:
+        state.database_gate = anyio.Semaphore(get_settings().db_concurrency)
+    return state.database_gate
+
+
+def _read_session(request: Request, _turn: DatabaseTurn) -> Iterator[Session]:
     with Session(bind=request.app.state.engine) as session:
+        yield from _pool_timeouts_as_busy(session)
+
+
+def _write_session(request: Request, _turn: DatabaseTurn) -> Iterator[Session]:
+    """A session whose first transaction takes SQLite's write lock up front; handlers commit.
+    Reads after that commit (a refresh for the response) run without the lock."""
+    engine = request.app.state.engine
+    immediate = engine.execution_options(**IMMEDIATE)
+    with Session(bind=immediate, expire_on_commit=False) as session:
+        event.listen(session, "after_commit", lambda done: setattr(done, "bind", engine))
+        yield from _pool_timeouts_as_busy(session)
+
+
+def _pool_timeouts_as_busy(session: Session) -> Iterator[Session]:
+    try:
         yield session
+    except PoolTimeout as exc:
+        raise _busy("no free connection") from exc
 
 
-def _write_session(request: Request) -> Iterator[Session]:
-    """A session whose transaction takes SQLite's write lock up front; handlers commit."""
-    with Session(bind=request.app.state.engine.execution_options(**IMMEDIATE)) as session:
-        yield session
-
-
-ReadSession = Annotated[Session, Depends(_read_session)]
-WriteSession = Annotated[Session, Depends(_write_session)]
+# "function" scope: the turn and the session end when the handler returns, before the
+# response is sent, so slow clients hold neither a connection nor SQLite's write lock.
+DatabaseTurn = Annotated[None, Depends(_database_turn, scope="function")]
+ReadSession = Annotated[Session, Depends(_read_session, scope="function")]
+WriteSession = Annotated[Session, Depends(_write_session, scope="function")]
 
 
 def get_experiment_or_404(session: Session, experiment_id: int) -> Experiment:
