@@ -3,10 +3,12 @@
 Starts `python -m service` (uvicorn on 127.0.0.1) and one `python -m worker` on a fresh
 database, queues one long training run, measures the worker's unloaded speed (steps/s of that
 run), then runs the client mix for a bounded time and request count: a share of the clients'
-requests POST /experiments with small valid specs, the rest read the long run's metrics
+requests POST /experiments with small valid specs, the rest read metrics
 (`GET /experiments/{id}/metrics?max_points=1000`) or list experiments (`GET /experiments`),
-half and half. It prints requests/s, failed and timed-out requests, latency percentiles and the
-worker's loaded/unloaded speed ratio, each against its target, then stops all it started.
+half and half. Metric reads pick one of SEEDED_RUNS finished runs of the default spec (20,000
+steps, five metrics every step) or the live long run, uniformly.
+It prints requests/s, failed and timed-out requests, latency percentiles and the worker's
+loaded/unloaded speed ratio, each against its target, then stops all it started.
 
 `python -m bench.load [--seconds 60] [--clients 50] [--backend sqlite|postgresql|both]`;
 SQLite is a fresh file in a temporary directory, PostgreSQL a fresh database on
@@ -43,6 +45,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 LONG_RUN_STEPS = 100_000_000
 """Steps of the run the worker trains throughout (never finishes within the bench)."""
+SEEDED_RUNS = 10
+"""Finished default-spec runs trained before the load, for the metric reads."""
 SMALL_SPEC = {"depth": 2, "steps": 1000, "tags": ["bench-load"]}
 REQUEST_TIMEOUT_SECONDS = 10.0
 """A request without a response after this long counts as timed out."""
@@ -78,8 +82,9 @@ def _free_port() -> int:
 
 
 @contextmanager
-def running_stack(database_url: str, folder: Path) -> Iterator[str]:
-    """An API and one worker on `database_url`, logging into `folder`; yields the API's URL."""
+def running_stack(database_url: str, folder: Path) -> Iterator[tuple[str, list]]:
+    """An API and one worker on `database_url`, logging into `folder`; yields the API's URL
+    and the two processes."""
     port = _free_port()
     env = {**os.environ, "DATABASE_URL": database_url, "DIRCONV_MAX_STEPS": str(LONG_RUN_STEPS)}
     processes = []
@@ -89,7 +94,7 @@ def running_stack(database_url: str, folder: Path) -> Iterator[str]:
         base = f"http://127.0.0.1:{port}"
         _wait_healthy(base, processes[0])
         processes.append(_start(("worker",), env, folder / "worker.log"))
-        yield base
+        yield base, processes
     finally:
         _stop(processes)
 
@@ -172,6 +177,35 @@ def _wait_progress(db: Engine, experiment_id: int, above: int, timeout: float = 
         time.sleep(0.05)
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_use(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each named process (Linux /proc; zeros elsewhere)."""
+    try:
+        return {name: _cpu_seconds(pid) for name, pid in pids.items()}
+    except OSError:
+        return dict.fromkeys(pids, 0.0)
+
+
+def _seed(base: str, db: Engine, timeout: float = 300.0) -> list[int]:
+    """SEEDED_RUNS default-spec runs, trained to the end by the worker."""
+    post = lambda: httpx.post(f"{base}/experiments", json={}, timeout=30).json()["id"]  # noqa: E731
+    ids = [post() for _ in range(SEEDED_RUNS)]
+    done = select(Experiment.status).where(Experiment.id.in_(ids))
+    deadline = time.monotonic() + timeout
+    while True:
+        with db.connect() as connection:
+            statuses = set(connection.scalars(done))
+        if statuses == {"succeeded"}:
+            return ids
+        if statuses & {"failed", "canceled"} or time.monotonic() > deadline:
+            raise RuntimeError(f"seed runs ended {statuses}")
+        time.sleep(0.1)
+
+
 def steps_per_second(before: tuple[float, int], after: tuple[float, int]) -> float:
     return (after[1] - before[1]) / (after[0] - before[0])
 
@@ -180,14 +214,14 @@ def steps_per_second(before: tuple[float, int], after: tuple[float, int]) -> flo
 
 
 async def _client(
-    http: httpx.AsyncClient, long_run: int, post_share: float, stop: dict, out: Outcomes
+    http: httpx.AsyncClient, read_ids: list[int], post_share: float, stop: dict, out: Outcomes
 ) -> None:
     chance = random.Random()
     while time.monotonic() < stop["at"] and out.total() < stop["requests"]:
         kind = _pick(chance, post_share)
         started = time.monotonic()
         try:
-            response = await _request(http, kind, long_run)
+            response = await _request(http, kind, chance.choice(read_ids))
         except httpx.TimeoutException:
             out.timed_out += 1
             continue
@@ -208,11 +242,11 @@ def _pick(chance: random.Random, post_share: float) -> str:
     return chance.choice(("metrics", "list"))
 
 
-async def _request(http: httpx.AsyncClient, kind: str, long_run: int) -> httpx.Response:
+async def _request(http: httpx.AsyncClient, kind: str, read_id: int) -> httpx.Response:
     if kind == "post":
         return await http.post("/experiments", json=SMALL_SPEC)
     if kind == "metrics":
-        return await http.get(f"/experiments/{long_run}/metrics", params={"max_points": 1000})
+        return await http.get(f"/experiments/{read_id}/metrics", params={"max_points": 1000})
     return await http.get("/experiments")
 
 
@@ -220,14 +254,14 @@ def _count(counts: dict[str, int], key: str) -> None:
     counts[key] = counts.get(key, 0) + 1
 
 
-async def _load(base: str, long_run: int, args: argparse.Namespace) -> tuple[Outcomes, float]:
+async def _load(base: str, read_ids: list[int], args: argparse.Namespace) -> tuple[Outcomes, float]:
     out = Outcomes()
     limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
     timeout = httpx.Timeout(REQUEST_TIMEOUT_SECONDS)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=timeout) as http:
         started = time.monotonic()
         stop = {"at": started + args.seconds, "requests": args.max_requests}
-        clients = [_client(http, long_run, args.post_share, stop, out) for _ in range(args.clients)]
+        clients = [_client(http, read_ids, args.post_share, stop, out) for _ in range(args.clients)]
         await asyncio.gather(*clients)
     return out, time.monotonic() - started
 
@@ -273,17 +307,24 @@ def run(database_url: str, args: argparse.Namespace) -> bool:
     mix = f"{args.clients} clients, {args.post_share:.0%} POST"
     bound = f"{args.seconds:g} s or {args.max_requests:,} requests"
     print(f"\n## {db.dialect.name}: {mix}, {bound}; load {_load_average()}")
-    with tempfile.TemporaryDirectory() as logs, running_stack(database_url, Path(logs)) as base:
+    folder = tempfile.TemporaryDirectory()
+    with folder as logs, running_stack(database_url, Path(logs)) as (base, processes):
+        pids = {"api": processes[0].pid, "worker": processes[1].pid, "clients": os.getpid()}
+        read_ids = _seed(base, db)
         spec = {"depth": 2, "steps": LONG_RUN_STEPS, "log_every": 1, "tags": ["bench-long"]}
         long_run = httpx.post(f"{base}/experiments", json=spec, timeout=30).json()["id"]
         _wait_progress(db, long_run, above=0)
+        read_ids.append(long_run)
         before_quiet = _progress(db, long_run)
         time.sleep(args.unloaded_seconds)  # the measured span itself, not a wait for an event
-        before_load = _progress(db, long_run)
-        out, seconds = asyncio.run(_load(base, long_run, args))
+        before_load, cpu_before = _progress(db, long_run), _cpu_use(pids)
+        out, seconds = asyncio.run(_load(base, read_ids, args))
+        cpu = {k: v - cpu_before[k] for k, v in _cpu_use(pids).items()}
         unloaded = steps_per_second(before_quiet, before_load)
         loaded = steps_per_second(before_load, _progress(db, long_run))
         passed = _report(out, seconds, unloaded, loaded)
+        shares = ", ".join(f"{name} {used / seconds:.0%}" for name, used in cpu.items())
+        print(f"CPU under load (of one core): {shares}")
         _show_log_warnings(Path(logs))
     db.dispose()
     print(f"# load at the end {_load_average()}")
