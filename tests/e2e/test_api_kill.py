@@ -74,3 +74,41 @@ def test_sigkilled_api_keeps_every_acknowledged_creation_once(stack: Stack, db):
     doubled = select(Experiment.name).group_by(Experiment.name).having(func.count() > 1).limit(5)
     with db.connect() as connection:
         assert connection.scalars(doubled).all() == []
+
+
+def _hold_write_lock(db):  # noqa: ANN001, ANN202
+    """A driver connection in a transaction that keeps the API's writes out until commit."""
+    raw = db.raw_connection()
+    cursor = raw.cursor()
+    if db.dialect.name == "sqlite":
+        cursor.execute("BEGIN IMMEDIATE")  # the engine set the driver to autocommit
+    else:
+        cursor.execute("LOCK TABLE experiments IN EXCLUSIVE MODE")
+    return raw
+
+
+def _healthz_status(url: str) -> int:
+    return httpx.get(f"{url}/healthz", timeout=30).status_code
+
+
+def test_requests_past_db_wait_seconds_get_503_with_retry_after(stack: Stack, db):
+    stack.env.update({"DIRCONV_DB_CONCURRENCY": "1", "DIRCONV_DB_WAIT_SECONDS": "0.2"})
+    stack.start_api()
+    blocker = _hold_write_lock(db)
+    try:
+        with httpx.Client(base_url=stack.url, timeout=60) as client:
+            # The POST takes the only slot, then waits for the lock held above.
+            creation = threading.Thread(target=lambda: posted.append(client.post("/experiments")))
+            posted: list[httpx.Response] = []
+            creation.start()
+            wait_for(lambda: _healthz_status(stack.url) == 503, timeout=30)
+            queued = httpx.get(f"{stack.url}/healthz", timeout=30)
+            blocker.commit()
+            creation.join(timeout=60)
+    finally:
+        blocker.close()
+    assert queued.status_code == 503
+    assert queued.headers["Retry-After"] == "1"
+    assert "database busy" in queued.json()["detail"]
+    assert posted[0].status_code == 201
+    assert _healthz_status(stack.url) == 200
