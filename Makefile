@@ -9,7 +9,7 @@ PORT ?= 8000
 VENDOR := service/web/vendor
 VENDOR_STAMP := $(VENDOR)/.installed-stamp
 
-.PHONY: install run test bench bench-store lint format clean
+.PHONY: install run test bench bench-store bench-load lint format clean
 
 install: $(STAMP) $(VENDOR_STAMP)
 
@@ -40,6 +40,10 @@ bench: $(STAMP)
 
 bench-store: $(STAMP)
 	$(BIN)/python -m bench.store
+
+# 50 clients against a real API and worker: SQLite, then PostgreSQL when it is reachable.
+bench-load: $(STAMP)
+	$(BIN)/python -m bench.load
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
