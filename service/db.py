@@ -17,8 +17,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 IMMEDIATE = {"sqlite_begin": "IMMEDIATE"}
 """Execution options for a transaction that will write: on SQLite it takes the write lock at
 BEGIN, so a read-then-write never fails with SQLITE_BUSY_SNAPSHOT; other backends ignore it."""
-POOL_OVERFLOW = 4
-"""Connections beyond DIRCONV_DB_CONCURRENCY, for threads that bypass the request gate."""
+POOL_OVERFLOW = 10
+"""Connections beyond DIRCONV_DB_CONCURRENCY, for threads outside the request gate (streamed
+exports, a worker's heartbeat)."""
 
 
 def make_engine(url: str | None = None) -> Engine:
