@@ -86,7 +86,13 @@ def running_stack(database_url: str, folder: Path) -> Iterator[tuple[str, list]]
     """An API and one worker on `database_url`, logging into `folder`; yields the API's URL
     and the two processes."""
     port = _free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "DIRCONV_MAX_STEPS": str(LONG_RUN_STEPS)}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        # The long run's size, allowed for the bench only.
+        "DIRCONV_MAX_STEPS": str(LONG_RUN_STEPS),
+        "DIRCONV_MAX_RUN_POINTS": str(6 * LONG_RUN_STEPS),
+    }
     processes = []
     try:
         api = ("service", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning")
@@ -190,10 +196,16 @@ def _cpu_use(pids: dict[str, int]) -> dict[str, float]:
         return dict.fromkeys(pids, 0.0)
 
 
+def _create(base: str, spec: dict) -> int:
+    response = httpx.post(f"{base}/experiments", json=spec, timeout=30)
+    if response.status_code != 201:
+        raise RuntimeError(f"POST /experiments: {response.status_code} {response.text[:300]}")
+    return response.json()["id"]
+
+
 def _seed(base: str, db: Engine, timeout: float = 300.0) -> list[int]:
     """SEEDED_RUNS default-spec runs, trained to the end by the worker."""
-    post = lambda: httpx.post(f"{base}/experiments", json={}, timeout=30).json()["id"]  # noqa: E731
-    ids = [post() for _ in range(SEEDED_RUNS)]
+    ids = [_create(base, {}) for _ in range(SEEDED_RUNS)]
     done = select(Experiment.status).where(Experiment.id.in_(ids))
     deadline = time.monotonic() + timeout
     while True:
@@ -312,7 +324,7 @@ def run(database_url: str, args: argparse.Namespace) -> bool:
         pids = {"api": processes[0].pid, "worker": processes[1].pid, "clients": os.getpid()}
         read_ids = _seed(base, db)
         spec = {"depth": 2, "steps": LONG_RUN_STEPS, "log_every": 1, "tags": ["bench-long"]}
-        long_run = httpx.post(f"{base}/experiments", json=spec, timeout=30).json()["id"]
+        long_run = _create(base, spec)
         _wait_progress(db, long_run, above=0)
         read_ids.append(long_run)
         before_quiet = _progress(db, long_run)
