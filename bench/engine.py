@@ -66,7 +66,7 @@ def worker_sweep(tmp: Path, steps: int) -> float:
     db = _worker_database(tmp)
     request = SweepCreate(base={"steps": steps}, grid=SWEEP_GRID)
     with session_scope(db, write=True) as session:
-        sweep_store.create_sweep(session, request, sweep_store.expand(request, 10_000))
+        sweep_store.create_sweep(session, request, sweep_store.expand(request, Settings()))
     started = time.perf_counter()
     Worker(db, Settings()).run_one()
     return time.perf_counter() - started
