@@ -4,6 +4,7 @@ WORKDIR /app
 ENV PYTHONUNBUFFERED=1 \
     DATABASE_URL=sqlite:////data/dirconv.db
 COPY pyproject.toml README.md alembic.ini ./
+COPY core ./core
 COPY service ./service
 COPY worker ./worker
 COPY dirconv ./dirconv

@@ -5,9 +5,9 @@ from __future__ import annotations
 from logging.config import fileConfig
 
 from alembic import context
-from service.db import make_engine
-from service.models import Base
-from service.settings import get_settings
+from core.db import make_engine
+from core.models import Base
+from core.settings import get_settings
 
 config = context.config
 if config.config_file_name is not None and not config.attributes.get("skip_logging_config"):

@@ -25,11 +25,11 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from core.db import make_engine, session_scope, upgrade_schema  # noqa: E402
+from core.settings import Settings  # noqa: E402
+from core.spec import ExperimentSpec  # noqa: E402
 from service import store, sweep_store  # noqa: E402
-from service.db import make_engine, session_scope, upgrade_schema  # noqa: E402
 from service.schemas import SweepCreate  # noqa: E402
-from service.settings import Settings  # noqa: E402
-from service.spec import ExperimentSpec  # noqa: E402
 from worker import engine, kernels  # noqa: E402
 from worker.loop import Worker  # noqa: E402
 

@@ -38,8 +38,8 @@ import numpy as np
 import psycopg
 from sqlalchemy import Engine, make_url, select
 
-from service.db import make_engine, upgrade_schema
-from service.models import Experiment
+from core.db import make_engine, upgrade_schema
+from core.models import Experiment
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

@@ -30,13 +30,13 @@ import torch
 from fastapi import FastAPI
 from sqlalchemy import Column, Double, Engine, Integer, MetaData, String, Table, insert, select
 
+from core.db import make_engine, upgrade_schema
+from core.models import Experiment
+from core.settings import Settings
+from core.spec import METRIC_NAMES, ExperimentSpec
 from service.api.deps import ReadSession
-from service.db import make_engine, upgrade_schema
 from service.main import create_app
-from service.models import Experiment
 from service.schemas import MetricsRead, Series
-from service.settings import Settings
-from service.spec import METRIC_NAMES, ExperimentSpec
 from worker import engine as training
 from worker import queue
 from worker.engine import MetricBlock

@@ -7,7 +7,7 @@ import logging
 
 import uvicorn
 
-from service.db import upgrade_schema
+from core.db import upgrade_schema
 from service.main import create_app
 
 

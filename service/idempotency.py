@@ -20,8 +20,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.models import IdempotencyKey, db_now
-from service.settings import get_settings
+from core.models import IdempotencyKey, db_now
+from core.settings import get_settings
 
 KEY_PATTERN = r"^[!-~]{1,200}$"
 """Printable ASCII without spaces, 1 to 200 characters (a UUID fits)."""

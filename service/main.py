@@ -17,10 +17,10 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
+from core.db import make_engine
+from core.settings import get_settings
 from service.api import api_router
 from service.body_limit import BodyLimit
-from service.db import make_engine
-from service.settings import get_settings
 
 log = logging.getLogger("dirconv.service")
 

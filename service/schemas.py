@@ -1,4 +1,4 @@
-"""API response schemas (the request schema is `service.spec.ExperimentSpec`)."""
+"""API response schemas (the request schema is `core.spec.ExperimentSpec`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from service.spec import is_storable_text
+from core.spec import is_storable_text
 
 
 class Progress(BaseModel):

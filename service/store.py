@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from service.models import Experiment, ExperimentTag, WorkerRow, db_now, utcnow
+from core.models import Experiment, ExperimentTag, WorkerRow, db_now, utcnow
+from core.spec import ExperimentSpec
 from service.schemas import ExperimentRead, Progress, WorkerRead
-from service.spec import ExperimentSpec
 
 MAX_ID = 2**31 - 1
 """The largest experiment id the 32-bit id column holds."""

@@ -9,11 +9,12 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service import cost, store
-from service.models import STATUSES, Experiment, Sweep
+from core import cost
+from core.models import STATUSES, Experiment, Sweep
+from core.settings import Settings
+from core.spec import ExperimentSpec, batch_key
+from service import store
 from service.schemas import SweepCreate, SweepRead
-from service.settings import Settings
-from service.spec import ExperimentSpec, batch_key
 
 NOT_GRIDDABLE = ("name", "tags")
 MAX_REPORTED_ERRORS = 20

@@ -18,10 +18,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import make_url
 
-from service.db import make_engine, upgrade_schema
+from core.db import make_engine, upgrade_schema
+from core.models import Base
+from core.settings import get_settings
 from service.main import create_app
-from service.models import Base
-from service.settings import get_settings
 
 POSTGRES_URL = os.environ.get(
     "DIRCONV_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from service.settings import Settings
+from core.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

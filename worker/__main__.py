@@ -7,8 +7,8 @@ import signal
 
 import torch
 
-from service.db import make_engine
-from service.settings import get_settings
+from core.db import make_engine
+from core.settings import get_settings
 from worker.loop import Worker
 
 

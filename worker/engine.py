@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from service.inits import DATA_SALT, SAMPLE_SALT, initial_layers, stream_key
-from service.spec import LOGGED_METRICS, ExperimentSpec, data_key, group_key
+from core.inits import DATA_SALT, SAMPLE_SALT, initial_layers, stream_key
+from core.spec import LOGGED_METRICS, ExperimentSpec, data_key, group_key
 from worker import kernels
 
 BLOCK_SECONDS = 0.05

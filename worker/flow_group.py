@@ -8,9 +8,9 @@ import time
 
 import numpy as np
 
-from service import theory
-from service.inits import initial_end_to_end
-from service.spec import ExperimentSpec
+from core import theory
+from core.inits import initial_end_to_end
+from core.spec import ExperimentSpec
 from worker.engine import MetricBlock, common_step, load_snapshot, save_snapshot
 
 BLOCK_SECONDS = 30.0

@@ -20,9 +20,9 @@ import torch
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from service import metric_store
-from service.settings import Settings
-from service.spec import ExperimentSpec, parse_stored_spec
+from core import metric_store
+from core.settings import Settings
+from core.spec import ExperimentSpec, parse_stored_spec
 from worker import engine as training
 from worker import queue
 from worker.engine import EngineError, MetricBlock, RunResult

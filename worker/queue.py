@@ -28,9 +28,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.expression import ColumnElement
 
-from service import metric_store
-from service.db import IMMEDIATE
-from service.models import Checkpoint, Claim, Experiment, WorkerRow, db_now, utcnow
+from core import metric_store
+from core.db import IMMEDIATE
+from core.models import Checkpoint, Claim, Experiment, WorkerRow, db_now, utcnow
 
 RUNNING, CANCEL, LOST = "running", "cancel", "lost"
 """What a progress write tells the worker: go on, stop because the user canceled, or stop

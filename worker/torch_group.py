@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from service.inits import DATA_SALT, SAMPLE_SALT, initial_layers, stream_key
-from service.spec import LOGGED_METRICS, ExperimentSpec, data_key
+from core.inits import DATA_SALT, SAMPLE_SALT, initial_layers, stream_key
+from core.spec import LOGGED_METRICS, ExperimentSpec, data_key
 from worker import engine, kernels
 from worker.rng import torch_square_points, torch_step_key
 

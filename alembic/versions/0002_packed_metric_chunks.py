@@ -3,7 +3,7 @@
 Revision ID: 0002
 Revises: 0001
 
-The packing is written out here rather than imported from service.metric_store, so this
+The packing is written out here rather than imported from core.metric_store, so this
 migration keeps producing the layout of revision 0002 whatever the store does later.
 """
 

@@ -13,11 +13,11 @@ from sqlalchemy import event
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
-from service.cost import Overrun
-from service.db import IMMEDIATE
+from core.cost import Overrun
+from core.db import IMMEDIATE
+from core.models import Experiment
+from core.settings import get_settings
 from service.idempotency import KeyReused
-from service.models import Experiment
-from service.settings import get_settings
 from service.store import MAX_ID
 
 RETRY_AFTER_SECONDS = "1"

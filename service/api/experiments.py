@@ -4,7 +4,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Query
 
-from service import cost, idempotency, store
+from core import cost
+from core.models import STATUSES
+from core.settings import get_settings
+from core.spec import MAX_INT, ExperimentSpec
+from service import idempotency, store
 from service.api.deps import (
     ReadSession,
     WriteSession,
@@ -14,10 +18,7 @@ from service.api.deps import (
 )
 from service.api.errors import documented
 from service.idempotency import BodyDigest, KeyHeader
-from service.models import STATUSES
 from service.schemas import ExperimentList, ExperimentRead
-from service.settings import get_settings
-from service.spec import MAX_INT, ExperimentSpec
 
 router = APIRouter(prefix="/experiments", tags=["experiments"])
 

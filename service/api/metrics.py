@@ -7,12 +7,13 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
-from service import metric_store, store
+from core import metric_store
+from core.settings import get_settings
+from core.spec import LOGGED_METRICS, MAX_INT, METRIC_NAMES
+from service import store
 from service.api.deps import ReadSession, get_experiment_or_404, invalid
 from service.api.errors import documented
 from service.schemas import CompareRead, MetricsRead
-from service.settings import get_settings
-from service.spec import LOGGED_METRICS, MAX_INT, METRIC_NAMES
 
 router = APIRouter(prefix="/experiments", tags=["metrics"])
 compare_router = APIRouter(prefix="/metrics", tags=["metrics"])

@@ -5,12 +5,15 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.exceptions import RequestValidationError
 
-from service import idempotency, metric_store, sweep_store
+from core import metric_store
+from core.models import Sweep
+from core.settings import get_settings
+from core.spec import MAX_INT, METRIC_NAMES
+from service import idempotency, sweep_store
 from service.api.deps import ReadSession, WriteSession, reused_key_refused
 from service.api.errors import documented
 from service.api.metrics import check_answer_size
 from service.idempotency import BodyDigest, KeyHeader
-from service.models import Sweep
 from service.schemas import (
     SweepCreate,
     SweepCreated,
@@ -18,8 +21,6 @@ from service.schemas import (
     SweepMetrics,
     SweepRead,
 )
-from service.settings import get_settings
-from service.spec import MAX_INT, METRIC_NAMES
 from service.store import MAX_ID
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])

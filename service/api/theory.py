@@ -6,11 +6,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 
-from service import theory
+from core import theory
+from core.settings import get_settings
 from service.api.deps import ReadSession, get_experiment_or_404, invalid
 from service.api.errors import documented
 from service.schemas import TheoryRead
-from service.settings import get_settings
 
 router = APIRouter(prefix="/experiments", tags=["theory"])
 

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from core.settings import get_settings
 from service import store
 from service.api.deps import ReadSession
 from service.schemas import WorkerList
-from service.settings import get_settings
 
 router = APIRouter(prefix="/workers", tags=["workers"])
 

@@ -10,7 +10,7 @@ import threading
 import httpx
 from sqlalchemy import func, select
 
-from service.models import Experiment
+from core.models import Experiment
 from tests.e2e.stack import Stack, wait_for
 
 CLIENTS = 8

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 from sqlalchemy import func, select
 
-from service.db import make_engine, upgrade_schema
-from service.models import Claim, WorkerRow, db_now
+from core.db import make_engine, upgrade_schema
+from core.models import Claim, WorkerRow, db_now
 from tests.e2e.stack import Stack, stopped_at_end, wait_for
 from tests.e2e.test_recovery import FAST_LEASES
 

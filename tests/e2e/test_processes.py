@@ -9,7 +9,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from service.models import Claim, Experiment
+from core.models import Claim, Experiment
 from tests.e2e.stack import Stack, wait_for
 
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -11,8 +11,8 @@ import httpx
 import numpy as np
 from sqlalchemy import func, select
 
-from service.models import Claim, Experiment
-from service.spec import LOGGED_METRICS, ExperimentSpec
+from core.models import Claim, Experiment
+from core.spec import LOGGED_METRICS, ExperimentSpec
 from tests.e2e.stack import Stack, wait_for
 from worker import engine as training
 

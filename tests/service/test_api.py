@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from service import metric_store
+from core import metric_store
 
 BAD_BODIES = [
     ({"depth": 0}, "depth"),

@@ -9,9 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import insert
 
-from service import metric_store
-from service.models import Experiment
-from service.spec import METRIC_NAMES
+from core import metric_store
+from core.models import Experiment
+from core.spec import METRIC_NAMES
 
 
 def _run_with_metrics(client, db, steps: int = 5000) -> int:

@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy import inspect, text
 
 from alembic import command
-from service import metric_store
-from service.db import alembic_config, make_engine, upgrade_schema
+from core import metric_store
+from core.db import alembic_config, make_engine, upgrade_schema
 from tests.service.scratch_postgres import scratch_postgres_url
 
 POINTS = [(s, 1.0 / (s + 1)) for s in range(0, 9000, 3)] + [(9001, None), (9002, math.inf)]

@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
-from service import metric_store, theory
+from core import metric_store, theory
+from core.db import make_engine, upgrade_schema
 from service.api import theory as theory_api
-from service.db import make_engine, upgrade_schema
 from service.main import create_app
 
 METRICS = ["directional_error", "angle", "loss", "norm", "balancedness"]

@@ -8,8 +8,8 @@ import pytest
 import scipy.stats
 import torch
 
-from service import inits
-from service.spec import ExperimentSpec
+from core import inits
+from core.spec import ExperimentSpec
 from worker import engine, kernels
 from worker.engine import EngineError
 from worker.torch_group import TorchGroup

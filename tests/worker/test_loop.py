@@ -6,11 +6,12 @@ import time
 import numpy as np
 from sqlalchemy import insert, select, update
 
-from service import metric_store, store
-from service.db import session_scope
-from service.models import Checkpoint, Experiment, utcnow
-from service.settings import Settings
-from service.spec import ExperimentSpec
+from core import metric_store
+from core.db import session_scope
+from core.models import Checkpoint, Experiment, utcnow
+from core.settings import Settings
+from core.spec import ExperimentSpec
+from service import store
 from tests.e2e.stack import wait_for
 from worker import queue
 from worker.engine import MetricBlock

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select, update
 
-from service import metric_store
-from service.models import Checkpoint, Claim, Experiment, WorkerRow, db_now
-from service.settings import Settings
-from service.spec import ExperimentSpec
+from core import metric_store
+from core.models import Checkpoint, Claim, Experiment, WorkerRow, db_now
+from core.settings import Settings
+from core.spec import ExperimentSpec
 from worker import engine as training
 from worker import queue
 from worker.loop import Worker

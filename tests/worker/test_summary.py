@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from service.settings import Settings
+from core.settings import Settings
 from worker.loop import Worker
 from worker.summary import summarize
 

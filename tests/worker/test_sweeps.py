@@ -6,8 +6,8 @@ import time
 import numpy as np
 import pytest
 
-from service.settings import Settings
-from service.spec import ExperimentSpec
+from core.settings import Settings
+from core.spec import ExperimentSpec
 from worker import engine
 from worker.loop import Worker
 

@@ -26,8 +26,8 @@ import numpy as np
 from scipy.integrate import solve_ivp
 from scipy.special import expit, roots_jacobi, roots_legendre
 
-from service.inits import initial_end_to_end
-from service.spec import parse_stored_spec
+from core.inits import initial_end_to_end
+from core.spec import parse_stored_spec
 
 PHI_PANELS_PER_HALF = 32
 PHI_NODES = 16

@@ -3,7 +3,7 @@ import math
 import pytest
 from pydantic import ValidationError
 
-from service.spec import ExperimentSpec, parse_stored_spec
+from core.spec import ExperimentSpec, parse_stored_spec
 
 
 def _error_fields(body: dict) -> list[str]:
@@ -94,7 +94,7 @@ def test_bad_field_is_rejected_with_its_name(body, field):
 
 
 def test_steps_cap_comes_from_settings(monkeypatch):
-    from service.settings import get_settings
+    from core.settings import get_settings
 
     monkeypatch.setenv("DIRCONV_MAX_STEPS", "500")
     get_settings.cache_clear()
@@ -121,7 +121,7 @@ def test_networks_too_big_to_train_are_rejected_naming_the_field():
 
 
 def test_initial_end_to_end_matches_the_layers_product():
-    from service import inits
+    from core import inits
 
     for spec in (
         ExperimentSpec(depth=3, init_vector=[2.0, -1.0]),

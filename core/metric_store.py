@@ -26,7 +26,7 @@ from sqlalchemy import Connection, Engine, Insert, Select, bindparam, delete, fu
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from service.models import MetricChunk
+from core.models import MetricChunk
 
 CHUNK_STEPS = 4096
 """Steps covered by one chunk row (offsets are uint16, so at most 65536)."""

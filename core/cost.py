@@ -15,8 +15,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from service.settings import Settings
-from service.spec import LOGGED_METRICS, ExperimentSpec, batch_key, data_key
+from core.settings import Settings
+from core.spec import LOGGED_METRICS, ExperimentSpec, batch_key, data_key
 
 SCRATCH_BYTES_PER_POINT = 48
 """float64 words per batch point the CPU kernels keep besides x and y (sampling, margins)."""

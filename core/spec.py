@@ -22,7 +22,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from service.settings import get_settings
+from core.settings import get_settings
 
 MAX_INT = 2**63 - 1
 MAX_DEPTH = 1_000

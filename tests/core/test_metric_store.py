@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from sqlalchemy import insert
 
-from service import metric_store
-from service.db import make_engine, upgrade_schema
-from service.metric_store import CHUNK_STEPS, SeriesArrays
-from service.models import Experiment
+from core import metric_store
+from core.db import make_engine, upgrade_schema
+from core.metric_store import CHUNK_STEPS, SeriesArrays
+from core.models import Experiment
 from tests.service.scratch_postgres import scratch_postgres_url
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy.integrate import quad
 
-from service import theory as flow
-from service.spec import ExperimentSpec
+from core import theory as flow
+from core.spec import ExperimentSpec
 from worker import engine
 
 TEACHER = np.array([0.0, 1.0])

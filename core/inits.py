@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.spec import ExperimentSpec
+from core.spec import ExperimentSpec
 
 INIT_SALT, DATA_SALT, SAMPLE_SALT = 1, 2, 3
 

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from alembic import command
-from service.settings import get_settings
+from core.settings import get_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 IMMEDIATE = {"sqlite_begin": "IMMEDIATE"}

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from service import cost
-from service.settings import get_settings
-from service.spec import ExperimentSpec
+from core import cost
+from core.settings import get_settings
+from core.spec import ExperimentSpec
 from worker import engine
 
 

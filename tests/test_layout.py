@@ -1,0 +1,61 @@
+"""The project's import graph: `core` imports neither process, the API never imports the worker,
+the client talks only HTTP."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("core", "service", "worker", "dirconv")
+FORBIDDEN = {
+    "core": {"service", "worker", "dirconv"},
+    "service": {"worker", "dirconv"},
+    "worker": {"service", "dirconv"},
+    "dirconv": {"core", "service", "worker"},
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(REPO_ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path, module: str) -> set[str]:
+    """Project modules that `module` imports, at any depth of its code."""
+    found = set()
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return {name for name in found if name.split(".")[0] in PACKAGES}
+
+
+def _graph() -> dict[str, set[str]]:
+    files = {_module_name(p): p for pkg in PACKAGES for p in (REPO_ROOT / pkg).rglob("*.py")}
+    return {
+        module: {name for name in _imports(path, module) if name in files and name != module}
+        for module, path in files.items()
+    }
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_a_package_imports_only_what_its_layer_allows(package):
+    graph = _graph()
+    crossings = sorted(
+        f"{module} -> {target}"
+        for module, targets in graph.items()
+        if module.split(".")[0] == package
+        for target in targets
+        if target.split(".")[0] in FORBIDDEN[package]
+    )
+    assert crossings == []
