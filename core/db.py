@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Connection, Engine, Insert, create_engine, event, make_url
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from alembic import command
@@ -93,6 +96,40 @@ def session_scope(engine: Engine, *, write: bool = False) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def upsert(
+    connection: Connection,
+    table: Any,
+    rows: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    key_columns: Sequence[str],
+    update_columns: Sequence[str],
+) -> None:
+    """INSERT ... ON CONFLICT (key_columns) DO UPDATE SET update_columns to the new row's, on
+    SQLite and PostgreSQL alike. `table` is a Table or a mapped class; `rows` is one row, whose
+    values may be SQL expressions (`db_now()`), or a list of rows of plain values, sent as one
+    batch of a statement built once per (dialect, table, columns)."""
+    statement = _upsert_statement(
+        connection.dialect.name, table, tuple(key_columns), tuple(update_columns)
+    )
+    if isinstance(rows, Mapping):
+        connection.execute(statement.values(**rows))
+    else:
+        connection.execute(statement, list(rows))
+
+
+@functools.cache
+def _upsert_statement(
+    dialect: str, table: Any, key_columns: tuple[str, ...], update_columns: tuple[str, ...]
+) -> Insert:
+    inserts = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+    if dialect not in inserts:
+        raise NotImplementedError(f"upsert: unsupported database {dialect}")
+    statement = inserts[dialect](table)
+    return statement.on_conflict_do_update(
+        index_elements=list(key_columns),
+        set_={column: statement.excluded[column] for column in update_columns},
+    )
 
 
 def alembic_config(url: str | None = None) -> Config:

@@ -134,7 +134,7 @@ class ExperimentTag(Base):
 
 
 class MetricChunk(Base):
-    """Up to CHUNK_STEPS consecutive steps of one metric, packed (see service/metric_store.py).
+    """Up to CHUNK_STEPS consecutive steps of one metric, packed (see core/metric_store/).
 
     `offsets_u16` holds each logged step minus `chunk * CHUNK_STEPS` as little-endian uint16,
     ascending; `values_f64` the matching values as little-endian float64 (NaN and infinities kept).

@@ -128,7 +128,7 @@ class SweepList(BaseModel):
 
 
 class SweepMember(BaseModel):
-    """Documents the response; it is written by `metric_store.dumps`."""
+    """Documents the response; it is written by `service.exports.dumps`."""
 
     experiment_id: int
     status: str

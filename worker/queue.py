@@ -24,12 +24,11 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.expression import ColumnElement
 
 from core import metric_store
-from core.db import IMMEDIATE
+from core.db import IMMEDIATE, upsert
 from core.models import Checkpoint, Claim, Experiment, WorkerRow, db_now, utcnow
 
 RUNNING, CANCEL, LOST = "running", "cancel", "lost"
@@ -301,14 +300,8 @@ def _record(connection: Connection, item: Progress) -> str:
 
 
 def _save_checkpoint(connection: Connection, experiment_id: int, step: int, state: bytes) -> None:
-    values = {
-        "step": step,
-        "state": state,
-        "saved_at": db_now(),
-    }
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    upsert = dialect.insert(Checkpoint).values(experiment_id=experiment_id, **values)
-    connection.execute(upsert.on_conflict_do_update(index_elements=["experiment_id"], set_=values))
+    row = {"experiment_id": experiment_id, "step": step, "state": state, "saved_at": db_now()}
+    upsert(connection, Checkpoint, row, ["experiment_id"], ["step", "state", "saved_at"])
 
 
 def finish(

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from core import metric_store
 from core.settings import get_settings
 from core.spec import LOGGED_METRICS, MAX_INT, METRIC_NAMES
-from service import store
+from service import exports, store
 from service.api.deps import ReadSession, get_experiment_or_404, invalid
 from service.api.errors import documented
 from service.schemas import CompareRead, MetricsRead
@@ -45,13 +45,11 @@ def read_metrics(
     chosen = _checked(session, experiment_id, names, start_step, end_step)
     check_answer_size(session, [experiment_id], chosen, bounds, max_points)
     series = {
-        name: metric_store.series_json(
-            _read(session, experiment_id, name, bounds, max_points, spacing)
-        )
+        name: exports.series_json(_read(session, experiment_id, name, bounds, max_points, spacing))
         for name in chosen
     }
     content = {"experiment_id": experiment_id, "series": series}
-    return Response(metric_store.dumps(content), media_type="application/json")
+    return Response(exports.dumps(content), media_type="application/json")
 
 
 @router.get(
@@ -71,7 +69,7 @@ def export_csv(
     chosen = _checked(session, experiment_id, names, start_step, end_step)
     parts = _windows(request, experiment_id, chosen, start_step, end_step)
     return StreamingResponse(
-        metric_store.csv_stream(chosen, parts),
+        exports.csv_stream(chosen, parts),
         media_type="text/csv",
         headers=_attachment(experiment_id, "csv"),
     )
@@ -95,7 +93,7 @@ def export_parquet(
     chosen = _checked(session, experiment_id, names, start_step, end_step)
     parts = _windows(request, experiment_id, chosen, start_step, end_step)
     return StreamingResponse(
-        metric_store.parquet_stream(chosen, parts),
+        exports.parquet_stream(chosen, parts),
         media_type=PARQUET_MEDIA_TYPE,
         headers=_attachment(experiment_id, "parquet"),
     )
@@ -127,9 +125,9 @@ def compare(
             session, found, name, max_points=max_points, spacing=spacing, **bounds
         )
     empty = metric_store.SeriesArrays.empty()
-    runs = [{"experiment_id": i, **metric_store.series_json(stored.get(i, empty))} for i in found]
+    runs = [{"experiment_id": i, **exports.series_json(stored.get(i, empty))} for i in found]
     content = {"name": name, "runs": runs, "missing": [i for i in chosen if i not in known]}
-    return Response(metric_store.dumps(content), media_type="application/json")
+    return Response(exports.dumps(content), media_type="application/json")
 
 
 def _windows(

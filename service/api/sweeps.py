@@ -9,7 +9,7 @@ from core import metric_store
 from core.models import Sweep
 from core.settings import get_settings
 from core.spec import MAX_INT, METRIC_NAMES
-from service import idempotency, sweep_store
+from service import exports, idempotency, sweep_store
 from service.api.deps import ReadSession, WriteSession, reused_key_refused
 from service.api.errors import documented
 from service.api.metrics import check_answer_size
@@ -93,12 +93,12 @@ def read_sweep_metrics(
             "experiment_id": row.id,
             "status": row.status,
             "grid_values": row.grid_values or {},
-            **metric_store.series_json(stored.get(row.id, empty)),
+            **exports.series_json(stored.get(row.id, empty)),
         }
         for row in rows
     ]
     content = {"sweep_id": sweep_id, "name": name, "members": members}
-    return Response(metric_store.dumps(content), media_type="application/json")
+    return Response(exports.dumps(content), media_type="application/json")
 
 
 def _sweep_or_404(session, sweep_id: int) -> Sweep:

@@ -1,0 +1,360 @@
+"""The metric store's SQL: idempotent merged writes, deletes, counts, range reads, downsampled
+reads from sketches, and the windows exports stream from."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Select, bindparam, delete, func, select
+from sqlalchemy.orm import Session
+
+from core.db import upsert
+from core.metric_store.downsampling import (
+    Spacing,
+    combine,
+    downsample,
+    m4_fitting,
+    sketch_threshold,
+)
+from core.metric_store.encoding import (
+    CHUNK_STEPS,
+    MAX_CHUNK,
+    Points,
+    SeriesArrays,
+    as_arrays,
+    by_chunk,
+    clip,
+    merge,
+    pack,
+    sorted_unique,
+    unpack,
+    unpack_steps,
+)
+from core.models import MetricChunk
+
+MAX_CHUNKS_PER_QUERY = 1000
+"""Chunks read back in one statement while merging a write (bounds the bound parameters)."""
+EXPORT_WINDOW_CHUNKS = 4
+"""Chunks of steps an export reads and encodes at a time: its memory stays bounded by about
+EXPORT_WINDOW_CHUNKS * CHUNK_STEPS rows, whatever the run's length."""
+CHUNK_KEY = ("experiment_id", "name", "chunk")
+CHUNK_CONTENT = ("n_points", "sketch_offsets_u16", "sketch_values_f64", "offsets_u16", "values_f64")
+"""The columns a write replaces in a stored chunk row."""
+
+
+# Writing
+
+
+def write_points(connection: Connection, experiment_id: int, points: Points) -> int:
+    """Store points inside the caller's transaction; idempotent per (metric, step), the newest
+    value of a step wins. Returns how many distinct points were written."""
+    parts = {
+        (name, chunk): part
+        for name, (steps, values) in as_arrays(points).items()
+        for chunk, part in by_chunk(sorted_unique(steps, values))
+    }
+    keys = list(parts)
+    for first in range(0, len(keys), MAX_CHUNKS_PER_QUERY):
+        group = keys[first : first + MAX_CHUNKS_PER_QUERY]
+        old = _existing_chunks(connection, experiment_id, group)
+        rows = [
+            pack(experiment_id, name, chunk, merge(old.get((name, chunk)), parts[name, chunk]))
+            for name, chunk in group
+        ]
+        upsert(connection, MetricChunk, rows, CHUNK_KEY, CHUNK_CONTENT)
+    return sum(len(part.steps) for part in parts.values())
+
+
+def delete_points(connection: Connection, experiment_id: int) -> None:
+    """Drop every metric point of an experiment."""
+    connection.execute(delete(MetricChunk).where(MetricChunk.experiment_id == experiment_id))
+
+
+def delete_points_from(connection: Connection, experiment_id: int, step: int) -> None:
+    """Drop an experiment's points at `step` and after (a run resuming from a checkpoint at
+    `step` writes them again); the chunk holding `step` is rewritten with what precedes it."""
+    first = min(step // CHUNK_STEPS, MAX_CHUNK)
+    mine = MetricChunk.experiment_id == experiment_id
+    connection.execute(delete(MetricChunk).where(mine, MetricChunk.chunk > first))
+    boundary = connection.execute(
+        select(MetricChunk.name, MetricChunk.chunk, MetricChunk.offsets_u16, MetricChunk.values_f64)
+        .where(mine, MetricChunk.chunk == first)
+        .with_for_update()
+    ).all()
+    connection.execute(delete(MetricChunk).where(mine, MetricChunk.chunk == first))
+    kept = [(row[0], clip(unpack([row[1:]]), end_step=step - 1)) for row in boundary]
+    rows = [pack(experiment_id, name, first, part) for name, part in kept if len(part.steps)]
+    if rows:
+        upsert(connection, MetricChunk, rows, CHUNK_KEY, CHUNK_CONTENT)
+
+
+_EXISTING = (
+    select(MetricChunk.name, MetricChunk.chunk, MetricChunk.offsets_u16, MetricChunk.values_f64)
+    .where(
+        MetricChunk.experiment_id == bindparam("experiment_id"),
+        MetricChunk.name.in_(bindparam("names", expanding=True)),
+        MetricChunk.chunk.in_(bindparam("chunks", expanding=True)),
+    )
+    .with_for_update()
+)
+"""The stored chunks a write touches (a superset), locked on PostgreSQL until commit; built
+once, as statement construction would cost more than the merge itself."""
+
+
+def _existing_chunks(
+    connection: Connection, experiment_id: int, keys: Sequence[tuple[str, int]]
+) -> dict[tuple[str, int], SeriesArrays]:
+    params = {
+        "experiment_id": experiment_id,
+        "names": sorted({name for name, _ in keys}),
+        "chunks": sorted({chunk for _, chunk in keys}),
+    }
+    return {(row[0], row[1]): unpack([row[1:]]) for row in connection.execute(_EXISTING, params)}
+
+
+# Counting
+
+
+def count_points(connection: Connection | Session, experiment_id: int) -> int:
+    """How many points an experiment has stored, over all metrics."""
+    query = select(func.coalesce(func.sum(MetricChunk.n_points), 0))
+    return int(connection.scalar(query.where(MetricChunk.experiment_id == experiment_id)) or 0)
+
+
+def count_in_range(
+    connection: Connection | Session,
+    experiment_ids: Sequence[int],
+    names: Sequence[str],
+    *,
+    start_step: int | None = None,
+    end_step: int | None = None,
+) -> dict[tuple[int, str], int]:
+    """{(experiment, metric): points with start_step <= step <= end_step}, known before any
+    point is read: whole chunks count by their `n_points`, only the chunks the range cuts
+    are unpacked (their offsets alone)."""
+    cut = [step // CHUNK_STEPS for step in (start_step, end_step) if step is not None]
+    cut = [chunk for chunk in cut if chunk <= MAX_CHUNK]
+    mine = (MetricChunk.experiment_id.in_(experiment_ids), MetricChunk.name.in_(names))
+    whole = (
+        select(MetricChunk.experiment_id, MetricChunk.name, func.sum(MetricChunk.n_points))
+        .where(*mine, MetricChunk.chunk.not_in(cut))
+        .group_by(MetricChunk.experiment_id, MetricChunk.name)
+    )
+    counts = {
+        (i, name): int(n) for i, name, n in connection.execute(_range(whole, start_step, end_step))
+    }
+    edges = select(
+        MetricChunk.experiment_id, MetricChunk.name, MetricChunk.chunk, MetricChunk.offsets_u16
+    ).where(*mine, MetricChunk.chunk.in_(cut))
+    for experiment_id, name, chunk, offsets in connection.execute(edges):
+        steps = unpack_steps(chunk, offsets)
+        inside = clip(SeriesArrays(steps, steps), start_step, end_step).steps.size
+        counts[experiment_id, name] = counts.get((experiment_id, name), 0) + inside
+    return counts
+
+
+def last_chunk(connection: Connection | Session, experiment_id: int) -> int | None:
+    """The highest chunk index any metric of the experiment has stored, or None."""
+    query = select(func.max(MetricChunk.chunk)).where(MetricChunk.experiment_id == experiment_id)
+    return connection.scalar(query)
+
+
+# Reading
+
+
+def read_series(
+    connection: Connection | Session,
+    experiment_id: int,
+    name: str,
+    *,
+    start_step: int | None = None,
+    end_step: int | None = None,
+) -> SeriesArrays:
+    """One metric's points with start_step <= step <= end_step (bounds optional)."""
+    query = _range(_chunk_query(experiment_id, name), start_step, end_step)
+    return clip(unpack(connection.execute(query).all()), start_step, end_step)
+
+
+def read_many(
+    connection: Connection | Session,
+    experiment_ids: Sequence[int],
+    name: str,
+    *,
+    start_step: int | None = None,
+    end_step: int | None = None,
+) -> dict[int, SeriesArrays]:
+    """One metric of many experiments in one query; experiments without points are absent."""
+    query = (
+        select(
+            MetricChunk.experiment_id,
+            MetricChunk.chunk,
+            MetricChunk.offsets_u16,
+            MetricChunk.values_f64,
+        )
+        .where(MetricChunk.experiment_id.in_(experiment_ids), MetricChunk.name == name)
+        .order_by(MetricChunk.experiment_id, MetricChunk.chunk)
+    )
+    rows = connection.execute(_range(query, start_step, end_step)).all()
+    return {
+        experiment_id: clip(unpack([row[1:] for row in group]), start_step, end_step)
+        for experiment_id, group in itertools.groupby(rows, key=lambda row: row[0])
+    }
+
+
+def windows(
+    engine: Engine,
+    experiment_id: int,
+    names: Sequence[str],
+    *,
+    start_step: int | None = None,
+    end_step: int | None = None,
+) -> Iterator[dict[str, SeriesArrays]]:
+    """The named series of one experiment, EXPORT_WINDOW_CHUNKS chunks of steps at a time,
+    each window read on a short connection of its own: what exports stream from."""
+    with engine.connect() as connection:
+        last = last_chunk(connection, experiment_id)
+    if last is None:
+        return
+    span = EXPORT_WINDOW_CHUNKS * CHUNK_STEPS
+    low = start_step or 0
+    high = (
+        (last + 1) * CHUNK_STEPS - 1
+        if end_step is None
+        else min(end_step, (last + 1) * CHUNK_STEPS - 1)
+    )
+    for window_start in range(low - low % span, high + 1, span):
+        bounds = {
+            "start_step": max(low, window_start),
+            "end_step": min(high, window_start + span - 1),
+        }
+        with engine.connect() as connection:
+            named = {name: read_series(connection, experiment_id, name, **bounds) for name in names}
+        yield named
+
+
+def _chunk_query(experiment_id: int, name: str) -> Select:
+    return (
+        select(MetricChunk.chunk, MetricChunk.offsets_u16, MetricChunk.values_f64)
+        .where(MetricChunk.experiment_id == experiment_id, MetricChunk.name == name)
+        .order_by(MetricChunk.chunk)
+    )
+
+
+def _range(query: Select, start_step: int | None = None, end_step: int | None = None) -> Select:
+    # `chunk` is a 32-bit column: PostgreSQL refuses larger bounds rather than compare them.
+    if start_step is not None:
+        query = query.where(MetricChunk.chunk >= min(start_step // CHUNK_STEPS, MAX_CHUNK))
+    if end_step is not None:
+        query = query.where(MetricChunk.chunk <= min(end_step // CHUNK_STEPS, MAX_CHUNK))
+    return query
+
+
+# Downsampled reads
+
+
+def read_downsampled(
+    connection: Connection | Session,
+    experiment_id: int,
+    name: str,
+    *,
+    max_points: int,
+    spacing: Spacing = "linear",
+    start_step: int | None = None,
+    end_step: int | None = None,
+) -> SeriesArrays:
+    """`downsample(read_series(...))`, the same points, reading raw chunks only where buckets
+    are narrower than SKETCH_STEPS or cut by the range, and sketches elsewhere."""
+    bounds = {"start_step": start_step, "end_step": end_step}
+    many = read_many_downsampled(
+        connection, [experiment_id], name, max_points=max_points, spacing=spacing, **bounds
+    )
+    return many.get(experiment_id, SeriesArrays.empty())
+
+
+def read_many_downsampled(
+    connection: Connection | Session,
+    experiment_ids: Sequence[int],
+    name: str,
+    *,
+    max_points: int,
+    spacing: Spacing = "linear",
+    start_step: int | None = None,
+    end_step: int | None = None,
+) -> dict[int, SeriesArrays]:
+    """`read_downsampled` for many experiments in two queries (sketches, then the raw chunks
+    they need); experiments without points are absent."""
+    bounds = {"start_step": start_step, "end_step": end_step}
+    query = _range(_sketch_query(experiment_ids, name), **bounds)
+    sketches = {
+        experiment_id: [row[1:] for row in group]
+        for experiment_id, group in itertools.groupby(connection.execute(query), lambda r: r[0])
+    }
+    plans = {i: _raw_plan(rows, bounds, max_points, spacing) for i, rows in sketches.items()}
+    raws = _raw_rows(connection, name, plans, bounds)
+    result = {}
+    for experiment_id, rows in sketches.items():
+        raw = clip(unpack(raws.get(experiment_id, [])), **bounds)
+        if len(plans[experiment_id]) == len(rows):  # read whole: too few points for sketches
+            result[experiment_id] = downsample(raw, max_points, spacing)
+            continue
+        points = len(raw.steps) + sum(r[3] for r in rows if r[0] not in plans[experiment_id])
+        if points <= max_points:  # a narrow range: every point goes out
+            result[experiment_id] = read_series(connection, experiment_id, name, **bounds)
+            continue
+        combined = combine(clip(unpack(rows), **bounds), raw, plans[experiment_id])
+        result[experiment_id] = combined.take(m4_fitting(combined, max_points, spacing))
+    return result
+
+
+def _sketch_query(experiment_ids: Sequence[int], name: str) -> Select:
+    columns = (MetricChunk.sketch_offsets_u16, MetricChunk.sketch_values_f64, MetricChunk.n_points)
+    return (
+        select(MetricChunk.experiment_id, MetricChunk.chunk, *columns)
+        .where(MetricChunk.experiment_id.in_(experiment_ids), MetricChunk.name == name)
+        .order_by(MetricChunk.experiment_id, MetricChunk.chunk)
+    )
+
+
+def _raw_plan(
+    rows: Sequence[Sequence[Any]], bounds: dict, max_points: int, spacing: Spacing
+) -> list[int]:
+    """The chunks to read raw: all of them for a series too short for sketches; otherwise
+    those where buckets are narrower than a sketch slice (plus one chunk, as the exact first
+    and last steps may move that border), and the range's first and last chunk (they hold its
+    exact first and last step)."""
+    sketch = clip(unpack(rows), **bounds)
+    if max_points < 4 or sum(row[3] for row in rows) <= max_points or not len(sketch.steps):
+        return [row[0] for row in rows]
+    low, high = int(sketch.steps[0]), int(sketch.steps[-1])
+    below = sketch_threshold(low, high, max_points, spacing) + CHUNK_STEPS
+    narrow = [row[0] for row in rows if row[0] * CHUNK_STEPS < below]
+    return list(dict.fromkeys([*narrow, rows[0][0], rows[-1][0]]))
+
+
+def _raw_rows(
+    connection: Connection | Session, name: str, plans: dict[int, list[int]], bounds: dict
+) -> dict[int, list]:
+    """The planned raw chunks of every experiment, in one query (over the union of chunk
+    indices, then filtered)."""
+    chunks = sorted({chunk for plan in plans.values() for chunk in plan})
+    if not chunks:
+        return {}
+    query = (
+        select(
+            MetricChunk.chunk,
+            MetricChunk.offsets_u16,
+            MetricChunk.values_f64,
+            MetricChunk.experiment_id,
+        )
+        .where(MetricChunk.experiment_id.in_(list(plans)), MetricChunk.name == name)
+        .where(MetricChunk.chunk.in_(chunks))
+        .order_by(MetricChunk.experiment_id, MetricChunk.chunk)
+    )
+    wanted = {i: set(plan) for i, plan in plans.items()}
+    grouped: dict[int, list] = {}
+    for row in connection.execute(_range(query, **bounds)):
+        if row[0] in wanted[row[3]]:
+            grouped.setdefault(row[3], []).append(row[:3])
+    return grouped
