@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, Insert, create_engine, event, make_url
+from sqlalchemy import Connection, Engine, Insert, Table, create_engine, event, make_url
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from alembic import command
 from core.settings import get_settings
@@ -100,7 +100,7 @@ def session_scope(engine: Engine, *, write: bool = False) -> Iterator[Session]:
 
 def upsert(
     connection: Connection,
-    table: Any,
+    table: Table | type[DeclarativeBase],
     rows: Mapping[str, Any] | Sequence[Mapping[str, Any]],
     key_columns: Sequence[str],
     update_columns: Sequence[str],
@@ -120,7 +120,10 @@ def upsert(
 
 @functools.cache
 def _upsert_statement(
-    dialect: str, table: Any, key_columns: tuple[str, ...], update_columns: tuple[str, ...]
+    dialect: str,
+    table: Table | type[DeclarativeBase],
+    key_columns: tuple[str, ...],
+    update_columns: tuple[str, ...],
 ) -> Insert:
     inserts = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
     if dialect not in inserts:
