@@ -1,4 +1,4 @@
-"""Queries the API makes about experiments (metrics live in service/metric_store.py)."""
+"""Queries the API makes about experiments (metrics live in core/metric_store/)."""
 
 from __future__ import annotations
 
