@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 OPTIMIZERS = ("sgd", "gd", "flow")
-ALL_OPTIMIZERS = OPTIMIZERS
+ALL = OPTIMIZERS
 
 Scale = Literal["log", "linear"]
 
@@ -30,32 +30,24 @@ class Metric:
 METRICS = (
     Metric(
         "directional_error",
-        "directional error ‖w/‖w‖ − v‖ of the end-to-end vector w to the teacher v",
+        "directional error ‖w/‖w‖ − v‖ (w: end-to-end vector, v: teacher)",
         "log",
-        ALL_OPTIMIZERS,
+        ALL,
     ),
-    Metric("angle", "angle between w and the teacher v, in radians", "log", ALL_OPTIMIZERS),
-    Metric(
-        "loss",
-        "loss: on the step's batch (sgd), on the fixed sample (gd), the population loss (flow)",
-        "log",
-        ALL_OPTIMIZERS,
-    ),
-    Metric("norm", "norm ‖w‖ of the end-to-end vector", "log", ALL_OPTIMIZERS),
+    Metric("angle", "angle ∠(w, v) in radians", "log", ALL),
+    Metric("loss", "loss (sgd: on the batch, gd: on the sample, flow: population)", "log", ALL),
+    Metric("norm", "norm ‖w‖", "log", ALL),
     Metric(
         "balancedness",
-        "balancedness max_i ‖W_(i+1)^T W_(i+1) − W_i W_i^T‖_F (0 at depth 1 and under flow)",
+        "balancedness max_i ‖W_(i+1)ᵀ W_(i+1) − W_i W_iᵀ‖_F (0 at depth 1 and under flow)",
         "linear",
-        ALL_OPTIMIZERS,
+        ALL,
     ),
-    Metric("train_loss", "mean loss on the fixed training sample", "log", ("gd",)),
-    Metric(
-        "train_accuracy",
-        "share of the fixed training sample classified correctly",
-        "linear",
-        ("gd",),
-    ),
+    Metric("train_loss", "train loss on the fixed sample", "log", ("gd",)),
+    Metric("train_accuracy", "train accuracy on the fixed sample", "linear", ("gd",)),
 )
+"""The metric table. Columns of the kernels' `out` table and of the torch trainer's rows follow
+its order; the API's answers list metrics in it."""
 
 METRIC_NAMES = tuple(metric.name for metric in METRICS)
 """Every metric a run may log, in the table's order."""
