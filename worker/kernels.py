@@ -16,7 +16,6 @@ heartbeat thread keeps beating however long a block of steps computes.
 from __future__ import annotations
 
 import math
-from collections import namedtuple
 from typing import NamedTuple
 
 import numpy as np
@@ -27,11 +26,22 @@ from numba.core.extending import intrinsic
 from core.metrics import METRIC_NAMES
 from worker.rng import square_point, step_key
 
-MetricSlots = namedtuple("MetricSlots", METRIC_NAMES)
-"""Column of each metric in a block's `out` table, by name. Passed in at run time rather than
-read as globals: numba freezes globals into its on-disk cache, but a change of the metric table
-changes this tuple's type and so compiles afresh."""
-SLOTS = MetricSlots(*range(len(METRIC_NAMES)))
+
+class MetricColumns(NamedTuple):
+    """The metrics the kernels compute, and the column of a block's `out` table each goes to:
+    its place in the metric table (core/metrics.py). The columns travel as run-time values, not
+    globals: numba's on-disk cache would keep a global's old value after the table changed."""
+
+    directional_error: int
+    angle: int
+    loss: int
+    norm: int
+    balancedness: int
+    train_loss: int
+    train_accuracy: int
+
+
+COLUMNS = MetricColumns(*(METRIC_NAMES.index(name) for name in MetricColumns._fields))
 
 
 class BlockInputs(NamedTuple):
@@ -58,7 +68,7 @@ class BlockInputs(NamedTuple):
     log_every: int
     out: np.ndarray  # (count + 1, members, metrics) float64: logged values; written
     out_steps: np.ndarray  # (count + 1,) int64: the logged steps; written
-    slot: MetricSlots
+    columns: MetricColumns
 
 
 @intrinsic
@@ -289,8 +299,8 @@ def balancedness(params, offset, rows, cols, m, depth):
 
 
 @njit(cache=True, nogil=True)
-def _log_row(out, row, m, slot, w, teacher, loss, accuracy, bal):
-    """Write the logged metrics of member m into out[row, m, slot.<metric>]."""
+def _log_row(out, row, m, columns, w, teacher, loss, accuracy, bal):
+    """Write the metrics of member m into out[row, m, columns.<metric>]."""
     norm = 0.0
     for c in range(w.shape[0]):
         norm += w[c] * w[c]
@@ -299,13 +309,13 @@ def _log_row(out, row, m, slot, w, teacher, loss, accuracy, bal):
     for c in range(w.shape[0]):
         error += (w[c] / norm - teacher[c]) ** 2
     error = math.sqrt(error)
-    out[row, m, slot.directional_error] = error
-    out[row, m, slot.angle] = 2.0 * math.asin(min(error / 2.0, 1.0))
-    out[row, m, slot.loss] = loss
-    out[row, m, slot.norm] = norm
-    out[row, m, slot.balancedness] = bal
-    out[row, m, slot.train_loss] = loss  # the batch is the fixed training sample under gd
-    out[row, m, slot.train_accuracy] = accuracy
+    out[row, m, columns.directional_error] = error
+    out[row, m, columns.angle] = 2.0 * math.asin(min(error / 2.0, 1.0))
+    out[row, m, columns.loss] = loss
+    out[row, m, columns.norm] = norm
+    out[row, m, columns.balancedness] = bal
+    out[row, m, columns.train_loss] = loss  # the batch is the fixed training sample under gd
+    out[row, m, columns.train_accuracy] = accuracy
 
 
 @njit(cache=True, nogil=True)
@@ -343,7 +353,7 @@ def train_block(block):
             batch_loss, accuracy = _batch_pass(x[s], y[s], w, block.loss[m], g, scratch, logs)
             if logs:
                 bal = balancedness(params, offset, rows, cols, m, depth[m])
-                _log_row(out, logged, m, block.slot, w, teachers[s], batch_loss, accuracy, bal)
+                _log_row(out, logged, m, block.columns, w, teachers[s], batch_loss, accuracy, bal)
             if step < total_steps:
                 _update(params, offset, rows, cols, m, depth[m], block.lr[m], suffix, g, h, h_next)
         logged += logs

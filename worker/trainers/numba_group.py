@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.inits import DATA_SALT, SAMPLE_SALT, initial_layers, stream_key
-from core.metrics import LOGGED_METRICS
+from core.metrics import LOGGED_METRICS, METRIC_NAMES
 from core.spec import ExperimentSpec, data_key
 from worker import kernels
 from worker.trainers.base import (
@@ -87,7 +87,7 @@ class Group:
 
     def advance(self, count: int) -> list[MetricBlock]:
         """Up to `count` iterations: log when due, then update (the final step only logs)."""
-        out = np.full((count + 1, len(self.specs), len(kernels.SLOTS)), np.nan)
+        out = np.full((count + 1, len(self.specs), len(METRIC_NAMES)), np.nan)
         out_steps = np.empty(count + 1, dtype=np.int64)
         logged, self.step = kernels.train_block(self._inputs(count, out, out_steps))
         self._check_finite()
@@ -102,7 +102,7 @@ class Group:
             self.params, self.offset, self.rows, self.cols, self.depth, self.lr, self.loss,
             self.active, self.stream_of, self.keys, self.teachers, self.x, self.y,
             self.distribution, self.resample, self.step, count, self.total_steps,
-            self.log_every, out, out_steps, kernels.SLOTS,
+            self.log_every, out, out_steps, kernels.COLUMNS,
         )  # fmt: skip
 
     def _check_finite(self) -> None:
