@@ -3,7 +3,7 @@ will store. The API refuses a run or sweep past `DIRCONV_MAX_RUN_BYTES`,
 `DIRCONV_MAX_RUN_POINTS` or `DIRCONV_MAX_SWEEP_POINTS`, so no worker discovers it by crashing.
 
 The memory estimate follows what the trainers allocate (worker/engine.py, worker/kernels.py,
-worker/torch_group.py): one data batch x (dim x size) and labels y per data stream, float64
+worker/trainers/torch_group.py): one data batch x (dim x size) and labels y per data stream, float64
 scratch of a few words per point, per-member batch temporaries on the torch path (margins,
 slopes), and each member's weights three times over (the weights, the update's scratch, a
 checkpoint copy).

@@ -22,6 +22,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from core.metrics import LOGGED_METRICS, METRIC_NAMES  # noqa: F401  (also imported from here)
 from core.settings import get_settings
 
 MAX_INT = 2**63 - 1
@@ -37,24 +38,6 @@ MAX_PARAMETERS = 20_000_000
 """Most weights one network may have (depth x width^2, about): 80 MB in float32."""
 
 DEFAULT_STEPS = 20_000
-
-METRIC_NAMES = (
-    "directional_error",
-    "angle",
-    "loss",
-    "norm",
-    "balancedness",
-    "train_loss",
-    "train_accuracy",
-)
-"""Every metric a run may log; `train_*` only under `gd`."""
-
-LOGGED_METRICS = {
-    "sgd": METRIC_NAMES[:5],
-    "gd": METRIC_NAMES,
-    "flow": METRIC_NAMES[:5],
-}
-"""The metrics each optimizer logs (`flow`'s loss is the population loss)."""
 
 
 class ExperimentSpec(BaseModel):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -67,6 +67,19 @@ class CompareRead(BaseModel):
     name: str
     runs: list[CompareRun]
     missing: list[int]
+
+
+class MetricDefinition(BaseModel):
+    """One metric a run may log (core/metrics.py): `scale` is how to chart its values."""
+
+    name: str
+    description: str
+    scale: Literal["log", "linear"]
+    optimizers: list[str]
+
+
+class MetricDefinitionList(BaseModel):
+    data: list[MetricDefinition]
 
 
 class WorkerRead(BaseModel):

@@ -1,5 +1,5 @@
 """The project's import graph: `core` imports neither process, the API never imports the worker,
-the client talks only HTTP."""
+the client talks only HTTP, and no module imports itself in a circle."""
 
 from __future__ import annotations
 
@@ -59,3 +59,22 @@ def test_a_package_imports_only_what_its_layer_allows(package):
         if target.split(".")[0] in FORBIDDEN[package]
     )
     assert crossings == []
+
+
+def test_no_module_imports_itself_in_a_circle():
+    graph = _graph()
+    cycles, state = [], {}
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = "open"
+        for target in sorted(graph[module]):
+            if state.get(target) == "open":
+                cycles.append(" -> ".join([*path[path.index(target) :], target]))
+            elif target not in state:
+                visit(target, [*path, target])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert cycles == []

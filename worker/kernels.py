@@ -16,13 +16,59 @@ heartbeat thread keeps beating however long a block of steps computes.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core.extending import intrinsic
 
+from core.metrics import METRIC_NAMES
 from worker.rng import square_point, step_key
+
+
+class MetricColumns(NamedTuple):
+    """The metrics the kernels compute, and the column of a block's `out` table each goes to:
+    its place in the metric table (core/metrics.py). The columns travel as run-time values, not
+    globals: numba's on-disk cache would keep a global's old value after the table changed."""
+
+    directional_error: int
+    angle: int
+    loss: int
+    norm: int
+    balancedness: int
+    train_loss: int
+    train_accuracy: int
+
+
+COLUMNS = MetricColumns(*(METRIC_NAMES.index(name) for name in MetricColumns._fields))
+
+
+class BlockInputs(NamedTuple):
+    """Everything `train_block` reads and writes, for a group of members and one block."""
+
+    params: np.ndarray  # every member's layers, flat; written
+    offset: np.ndarray  # (members, depth_max) int64: start of layer i of member m in params
+    rows: np.ndarray  # (members, depth_max) int64
+    cols: np.ndarray  # (members, depth_max) int64
+    depth: np.ndarray  # (members,) int64
+    lr: np.ndarray  # (members,) float64
+    loss: np.ndarray  # (members,) LOGISTIC or EXPONENTIAL
+    active: np.ndarray  # (members,) bool: inactive members are skipped
+    stream_of: np.ndarray  # (members,): the data stream each member reads
+    keys: np.ndarray  # (streams,) uint64: the streams' counter-based keys
+    teachers: np.ndarray  # (streams, dim)
+    x: np.ndarray  # (streams, dim, batch): the current batches; written when resampling
+    y: np.ndarray  # (streams, batch)
+    distribution: int  # UNIFORM_SPHERE or GAUSSIAN
+    resample: bool  # a fresh batch every step (sgd), or the fixed sample (gd)
+    step: int  # the first step of this block
+    count: int  # iterations in this block
+    total_steps: int
+    log_every: int
+    out: np.ndarray  # (count + 1, members, metrics) float64: logged values; written
+    out_steps: np.ndarray  # (count + 1,) int64: the logged steps; written
+    columns: MetricColumns
 
 
 @intrinsic
@@ -38,7 +84,6 @@ def _bits_to_float(_typingctx, bits):
 FAST = {"contract", "reassoc", "nsz", "arcp"}  # no nnan/ninf: divergence must stay visible
 UNIFORM_SPHERE, GAUSSIAN = 0, 1
 LOGISTIC, EXPONENTIAL = 0, 1
-COLUMNS = ("directional_error", "angle", "loss", "norm", "balancedness", "accuracy")
 LOSS_CHUNK = 32  # products of up to 32 factors in (1, 2] stay far below overflow
 INV_LN2 = 1.0 / math.log(2.0)
 LN2_HI, LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10
@@ -254,7 +299,8 @@ def balancedness(params, offset, rows, cols, m, depth):
 
 
 @njit(cache=True, nogil=True)
-def _log_row(out, row, m, w, teacher, loss, accuracy, bal):
+def _log_row(out, row, m, columns, w, teacher, loss, accuracy, bal):
+    """Write the metrics of member m into out[row, m, columns.<metric>]."""
     norm = 0.0
     for c in range(w.shape[0]):
         norm += w[c] * w[c]
@@ -263,23 +309,24 @@ def _log_row(out, row, m, w, teacher, loss, accuracy, bal):
     for c in range(w.shape[0]):
         error += (w[c] / norm - teacher[c]) ** 2
     error = math.sqrt(error)
-    out[row, m, 0] = error
-    out[row, m, 1] = 2.0 * math.asin(min(error / 2.0, 1.0))
-    out[row, m, 2] = loss
-    out[row, m, 3] = norm
-    out[row, m, 4] = bal
-    out[row, m, 5] = accuracy
+    out[row, m, columns.directional_error] = error
+    out[row, m, columns.angle] = 2.0 * math.asin(min(error / 2.0, 1.0))
+    out[row, m, columns.loss] = loss
+    out[row, m, columns.norm] = norm
+    out[row, m, columns.balancedness] = bal
+    out[row, m, columns.train_loss] = loss  # the batch is the fixed training sample under gd
+    out[row, m, columns.train_accuracy] = accuracy
 
 
 @njit(cache=True, nogil=True)
-def train_block(
-    params, offset, rows, cols, depth, lr, loss, active, stream_of,
-    keys, teachers, x, y, distribution, resample,
-    step, count, total_steps, log_every, out, out_steps,
-):  # fmt: skip
-    """Run `count` iterations from `step`: log the state when due, then update (the final
-    step only logs). Returns (rows logged, step reached). Inactive members are skipped."""
-    members, streams, dim = depth.shape[0], keys.shape[0], x.shape[1]
+def train_block(block):
+    """Run `block.count` iterations from `block.step`: log the state when due, then update
+    (the final step only logs). Returns (rows logged, step reached). Inactive members are
+    skipped."""
+    params, offset, rows, cols = block.params, block.offset, block.rows, block.cols
+    depth = block.depth
+    x, y, teachers, out = block.x, block.y, block.teachers, block.out
+    members, streams, dim = depth.shape[0], block.keys.shape[0], x.shape[1]
     width = 1
     for m in range(members):
         for i in range(depth[m]):
@@ -289,26 +336,26 @@ def train_block(
     h_next = np.zeros(width, dtype=x.dtype)
     g = np.zeros(x.shape[1], dtype=x.dtype)
     scratch = np.empty((3, x.shape[2]))
-    logged = 0
-    for _ in range(count):
-        if resample:
+    logged, step, total_steps = 0, block.step, block.total_steps
+    for _ in range(block.count):
+        if block.resample:
             for s in range(streams):
-                fill_batch(x[s], y[s], teachers[s], keys[s], step, distribution)
-        logs = step % log_every == 0 or step == total_steps
+                fill_batch(x[s], y[s], teachers[s], block.keys[s], step, block.distribution)
+        logs = step % block.log_every == 0 or step == total_steps
         if logs:
-            out_steps[logged] = step
+            block.out_steps[logged] = step
         for m in range(members):
-            if not active[m]:
+            if not block.active[m]:
                 continue
-            s = stream_of[m]
+            s = block.stream_of[m]
             _suffix_chain(params, offset, rows, cols, m, depth[m], suffix)
             w = suffix[0, :dim]  # the scratch row is as wide as the widest layer
-            batch_loss, accuracy = _batch_pass(x[s], y[s], w, loss[m], g, scratch, logs)
+            batch_loss, accuracy = _batch_pass(x[s], y[s], w, block.loss[m], g, scratch, logs)
             if logs:
                 bal = balancedness(params, offset, rows, cols, m, depth[m])
-                _log_row(out, logged, m, w, teachers[s], batch_loss, accuracy, bal)
+                _log_row(out, logged, m, block.columns, w, teachers[s], batch_loss, accuracy, bal)
             if step < total_steps:
-                _update(params, offset, rows, cols, m, depth[m], lr[m], suffix, g, h, h_next)
+                _update(params, offset, rows, cols, m, depth[m], block.lr[m], suffix, g, h, h_next)
         logged += logs
         if step == total_steps:
             break

@@ -8,12 +8,13 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
 from core import metric_store
+from core.metrics import METRICS
 from core.settings import get_settings
 from core.spec import LOGGED_METRICS, MAX_INT, METRIC_NAMES
 from service import exports, store
 from service.api.deps import ReadSession, get_experiment_or_404, invalid
 from service.api.errors import documented
-from service.schemas import CompareRead, MetricsRead
+from service.schemas import CompareRead, MetricDefinition, MetricDefinitionList, MetricsRead
 
 router = APIRouter(prefix="/experiments", tags=["metrics"])
 compare_router = APIRouter(prefix="/metrics", tags=["metrics"])
@@ -96,6 +97,22 @@ def export_parquet(
         exports.parquet_stream(chosen, parts),
         media_type=PARQUET_MEDIA_TYPE,
         headers=_attachment(experiment_id, "parquet"),
+    )
+
+
+@compare_router.get("/definitions", response_model=MetricDefinitionList)
+def definitions() -> MetricDefinitionList:
+    """List every metric a run may log: name, description, chart scale, optimizers logging it."""
+    return MetricDefinitionList(
+        data=[
+            MetricDefinition(
+                name=metric.name,
+                description=metric.description,
+                scale=metric.scale,
+                optimizers=list(metric.optimizers),
+            )
+            for metric in METRICS
+        ]
     )
 
 

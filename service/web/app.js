@@ -105,8 +105,9 @@ function tick(value) {
 
 function logSafe(values) { return values.map((v) => (v > 0 && Number.isFinite(v) ? v : null)); }
 
-// One uPlot chart: `series` is [{label, steps, values, colour, dash}], log-y, optional log-x.
-function lineChart(target, key, title, series, { logX = false, onZoom = null } = {}) {
+// One uPlot chart: `series` is [{label, steps, values, colour, dash}], log-y unless
+// `logY` is false, optional log-x.
+function lineChart(target, key, title, series, { logX = false, logY = true, onZoom = null } = {}) {
   if (!window.uPlot) {
     target.replaceChildren(h("div", { class: "error-box" },
       "Chart library missing: run `make install` (it copies uPlot from npm into service/web/vendor/)."));
@@ -114,11 +115,12 @@ function lineChart(target, key, title, series, { logX = false, onZoom = null } =
   }
   const tables = series.map((s) => {
     const keep = s.steps.map((step) => !logX || step > 0);
-    return [s.steps.filter((_, i) => keep[i]), logSafe(s.values).filter((_, i) => keep[i])];
+    const values = logY ? logSafe(s.values) : s.values;
+    return [s.steps.filter((_, i) => keep[i]), values.filter((_, i) => keep[i])];
   });
   const data = tables.length ? uPlot.join(tables) : [[]];
   // Same lines as last time: only the data changed, so keep the chart (and the hover).
-  const signature = JSON.stringify([title, logX, series.map((s) => s.label)]);
+  const signature = JSON.stringify([title, logX, logY, series.map((s) => s.label)]);
   const existing = window.dirconv.charts[key];
   if (existing && existing.signature === signature && target.contains(existing.root)) {
     existing.setData(data);
@@ -128,7 +130,7 @@ function lineChart(target, key, title, series, { logX = false, onZoom = null } =
   const width = Math.max(320, target.clientWidth || 600);
   const options = {
     title, width, height: 300,
-    scales: { x: { time: false, distr: logX ? 3 : 1 }, y: { distr: 3 } },
+    scales: { x: { time: false, distr: logX ? 3 : 1 }, y: { distr: logY ? 3 : 1 } },
     axes: [{ label: "step" }, { size: 60, values: (u, ticks) => ticks.map(tick) }],
     cursor: { sync: { key: "dirconv" }, drag: { x: true, y: false, setScale: !onZoom } },
     series: [{ label: "step" }, ...series.map((s) => ({
@@ -169,6 +171,25 @@ async function detectFeatures() {
   document.querySelectorAll("[data-feature]").forEach((node) => {
     node.hidden = !features[node.dataset.feature];
   });
+}
+
+// Every metric a run may log, in the API's order: {name, description, scale, optimizers}.
+// Read once; an API without the endpoint gives none, and charts fall back to the bare names.
+let metricDefinitions = null;
+function definitions() {
+  if (!metricDefinitions) {
+    metricDefinitions = api("/metrics/definitions").then((body) => body.data).catch(() => []);
+  }
+  return metricDefinitions;
+}
+
+// The charts of a run: one per metric it logs, those the API defines first, in its order.
+function chartedMetrics(defined, series) {
+  const known = defined.filter((d) => d.name in series);
+  const names = new Set(known.map((d) => d.name));
+  const others = Object.keys(series).filter((name) => !names.has(name))
+    .map((name) => ({ name, description: name.replace("_", " "), scale: "log" }));
+  return [...known, ...others];
 }
 
 async function theoryFor(id) {
@@ -259,32 +280,46 @@ function renderRun(id) {
     h("p", { class: "muted" }, "Appears when the run ends."));
   const logX = h("input", { type: "checkbox", id: "log-x" });
   const reset = h("button", { id: "reset-zoom", hidden: true }, "Reset zoom");
-  const charts = { directional_error: h("div", { class: "chart", id: "chart-directional_error" }),
-    loss: h("div", { class: "chart", id: "chart-loss" }), norm: h("div", { class: "chart", id: "chart-norm" }) };
+  // One chart per metric the run logs (GET /metrics/definitions): the first full width.
+  const charts = {};
+  const firstChart = h("div");
+  const otherCharts = h("div", { class: "chart-grid" });
+  const chartFor = (name) => {
+    if (!charts[name]) {
+      charts[name] = h("div", { class: "chart", id: `chart-${name}` });
+      if (firstChart.children.length === 0) firstChart.append(charts[name]);
+      else otherCharts.append(charts[name]);
+    }
+    return charts[name];
+  };
   app.replaceChildren(head, status, errorBox,
     h("div", { class: "card" },
       h("div", { class: "toolbar" }, h("label", {}, logX, "log-scale steps"), reset,
         h("span", { class: "muted" }, "Drag across a chart to zoom in (the zoomed range is re-read at full detail); hover for values.")),
-      charts.directional_error, h("div", { class: "row" },
-        h("div", { class: "grow" }, charts.loss), h("div", { class: "grow" }, charts.norm))),
+      firstChart, otherCharts),
     h("div", { class: "row" }, specCard, summaryCard));
 
-  const state = { run: null, series: null, theory: undefined, range: null };
+  const state = { run: null, series: null, theory: undefined, range: null, metrics: [] };
   const draw = () => {
     if (!state.series) return;
-    for (const name of Object.keys(charts)) {
-      const s = state.series[name] || { steps: [], values: [] };
+    const metrics = chartedMetrics(state.metrics, state.series);
+    metrics.forEach((metric) => chartFor(metric.name));  // all laid out before any is sized
+    for (const metric of metrics) {
+      const name = metric.name;
+      const s = state.series[name];
       const lines = [{ label: name.replace("_", " "), steps: s.steps, values: toNumbers(s.values), colour: COLOURS[0] }];
       if (name === "directional_error" && state.theory) {
         const theory = state.range ? clip(state.theory, state.range) : state.theory;
         lines.push({ label: "flow theory", ...theory, colour: COLOURS[1], dash: true });
       }
-      const title = { directional_error: "directional error ‖w/‖w‖ − v‖", loss: "loss", norm: "norm ‖w‖" }[name];
-      lineChart(charts[name], name, title, lines, { logX: logX.checked, onZoom: zoom });
+      lineChart(chartFor(name), name, metric.description, lines,
+        { logX: logX.checked, logY: metric.scale !== "linear", onZoom: zoom });
     }
   };
+  // Without `names` the API answers every metric the run logs.
   const readMetrics = async () => {
-    const params = new URLSearchParams({ names: "directional_error,loss,norm", max_points: MAX_POINTS });
+    state.metrics = await definitions();
+    const params = new URLSearchParams({ max_points: MAX_POINTS });
     if (state.range) { params.set("start_step", state.range[0]); params.set("end_step", state.range[1]); }
     state.series = (await api(`/experiments/${id}/metrics?${params}`)).series;
   };

@@ -89,6 +89,11 @@ def test_run_from_the_form_goes_live_to_succeeded_and_draws(api, browser, screen
     )
     for name in ("directional_error", "loss", "norm"):
         assert browser.execute_script(INK_SCRIPT, f"#chart-{name}") > 500, name
+    definitions = httpx.get(f"{api.url}/metrics/definitions").json()["data"]
+    charted = [
+        chart.get_attribute("id") for chart in browser.find_elements(By.CSS_SELECTOR, ".chart")
+    ]
+    assert charted == [f"chart-{d['name']}" for d in definitions if "sgd" in d["optimizers"]]
     summary = browser.find_element(By.ID, "summary-table").text
     assert "final_directional_error" in summary
     assert "depth 4" in browser.find_element(By.ID, "spec").text

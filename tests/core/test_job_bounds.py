@@ -9,6 +9,7 @@ from core import cost
 from core.settings import get_settings
 from core.spec import ExperimentSpec
 from worker import engine
+from worker.trainers.registry import make_trainer
 
 
 def _refusal(response) -> tuple[list[str], str]:  # noqa: ANN001
@@ -106,7 +107,7 @@ def test_the_memory_estimate_covers_the_groups_arrays(dtype):
         for depth in (1, 3)
         for seed in (0, 1)
     ]
-    group = engine.make_group(specs)
+    group = make_trainer(specs)
     allocated = group.x.nbytes + group.y.nbytes + group.params.nbytes
     assert cost.group_bytes(specs) >= allocated
     assert cost.group_bytes(specs) < 4 * allocated + cost.BASE_BYTES

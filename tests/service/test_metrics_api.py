@@ -11,7 +11,7 @@ from sqlalchemy import insert
 
 from core import metric_store
 from core.models import Experiment
-from core.spec import METRIC_NAMES
+from core.spec import LOGGED_METRICS, METRIC_NAMES
 
 
 def _run_with_metrics(client, db, steps: int = 5000) -> int:
@@ -172,3 +172,14 @@ def test_bad_read_and_export_queries_are_422s(client, suffix):
         response = client.get(f"/experiments/{experiment_id}/{suffix}", params=params)
         assert response.status_code == 422
         assert field in [error["loc"][-1] for error in response.json()["detail"]]
+
+
+def test_metric_definitions_are_the_table_in_order(client):
+    response = client.get("/metrics/definitions")
+    assert response.status_code == 200
+    data = response.json()["data"]
+    assert [d["name"] for d in data] == list(METRIC_NAMES)
+    assert all(set(d) == {"name", "description", "scale", "optimizers"} for d in data)
+    assert {d["name"]: d["scale"] for d in data}["balancedness"] == "linear"
+    for optimizer, names in LOGGED_METRICS.items():
+        assert [d["name"] for d in data if optimizer in d["optimizers"]] == list(names)

@@ -12,7 +12,8 @@ from core import inits
 from core.spec import ExperimentSpec
 from worker import engine, kernels
 from worker.engine import EngineError
-from worker.torch_group import TorchGroup
+from worker.trainers.numba_group import Group
+from worker.trainers.torch_group import TorchGroup
 
 
 def _autograd_loss_and_grads(layers, x, y, loss):
@@ -74,7 +75,7 @@ KERNEL_CASES = [
 @pytest.mark.parametrize("fields", KERNEL_CASES)
 def test_numba_kernels_match_the_torch_closed_form(fields):
     spec = ExperimentSpec(steps=40, log_every=7, dtype="float64", **fields)
-    kernel = engine.Group([spec], [None]).advance(50)[0]
+    kernel = Group([spec], [None]).advance(50)[0]
     reference = TorchGroup([spec], [None], device=torch.device("cpu")).advance(50)[0]
     assert kernel.steps.tolist() == reference.steps.tolist() == [0, 7, 14, 21, 28, 35, 40]
     assert set(kernel.values) == set(reference.values)
@@ -84,7 +85,7 @@ def test_numba_kernels_match_the_torch_closed_form(fields):
 
 def test_float32_kernels_agree_with_torch_to_float_tolerance():
     spec = ExperimentSpec(depth=3, steps=200, log_every=50)
-    kernel = engine.Group([spec], [None]).advance(300)[0]
+    kernel = Group([spec], [None]).advance(300)[0]
     reference = TorchGroup([spec], [None], device=torch.device("cpu")).advance(300)[0]
     for name, values in kernel.values.items():
         assert np.allclose(values, reference.values[name], rtol=1e-5, atol=1e-6), name
@@ -259,7 +260,7 @@ def test_stacked_torch_group_matches_the_kernels_member_by_member():
         {"depth": 3, "width": 4, "seed": 7, "lr": 0.01}, {"depth": 2, "width": 2, "seed": 7},
     ]  # fmt: skip
     specs = [ExperimentSpec(**base, **variant) for variant in variants]
-    kernel = engine.Group(specs, [None] * len(specs)).advance(40)
+    kernel = Group(specs, [None] * len(specs)).advance(40)
     stacked = TorchGroup(specs, [None] * len(specs), device=torch.device("cpu"))
     assert len(stacked.stacks) == 3
     reference = stacked.advance(40)
@@ -300,7 +301,7 @@ def test_metrics_do_not_depend_on_block_sizes():
 
 def test_a_computing_kernel_lets_other_threads_run():
     # dim 1000 x width 1000 x depth 3: the logged balancedness alone takes about a second.
-    group = engine.Group([ExperimentSpec(dim=1000, width=1000, depth=3, steps=2)], [None])
+    group = Group([ExperimentSpec(dim=1000, width=1000, depth=3, steps=2)], [None])
     group.advance(1)  # loading the compiled kernels lets threads run anyway: do it first
     computing = threading.Thread(target=group.advance, args=(1,))
     ticks = 0

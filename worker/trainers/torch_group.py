@@ -11,9 +11,18 @@ import numpy as np
 import torch
 
 from core.inits import DATA_SALT, SAMPLE_SALT, initial_layers, stream_key
-from core.spec import LOGGED_METRICS, ExperimentSpec, data_key
-from worker import engine, kernels
+from core.metrics import LOGGED_METRICS, METRIC_NAMES
+from core.spec import ExperimentSpec, data_key
 from worker.rng import torch_square_points, torch_step_key
+from worker.trainers.base import (
+    MetricBlock,
+    common_step,
+    diverged,
+    load_snapshot,
+    metric_block,
+    resolve_device,
+    save_snapshot,
+)
 
 ACCEPT_RATE = math.pi / 4  # the unit disk's share of the square
 
@@ -64,18 +73,24 @@ class _Stack:
 
 
 class TorchGroup:
-    """Members trained as stacked torch tensors on one device (the CUDA path); the interface
-    of engine.Group. Members of equal shape step together in batched matrix products."""
+    """Members trained as stacked torch tensors on one device (the CUDA path), a
+    `worker.trainers.base.Trainer`. Members of equal shape step together in batched matrix
+    products."""
 
-    def __init__(self, specs, resumes, device: torch.device | None = None) -> None:
+    def __init__(
+        self,
+        specs: list[ExperimentSpec],
+        resumes: list[bytes | None],
+        device: torch.device | None = None,
+    ) -> None:
         self.specs = specs
         first = specs[0]
-        self.device = device or engine.resolve_device(first.device)
+        self.device = device or resolve_device(first.device)
         self.dtype = getattr(torch, first.dtype)
         self.metric_names = LOGGED_METRICS[first.optimizer]
-        self.step = engine.common_step(resumes)
+        self.step = common_step(resumes)
         self._make_streams(first)
-        arrays = [initial_layers(spec) if resume is None else engine.load_snapshot(resume)[1]
+        arrays = [initial_layers(spec) if resume is None else load_snapshot(resume)[1]
                   for spec, resume in zip(specs, resumes, strict=True)]  # fmt: skip
         shapes: dict[tuple, list[int]] = {}
         for m, spec in enumerate(specs):
@@ -114,13 +129,13 @@ class TorchGroup:
         stream = torch.tensor([self.stream_of[m] for m in members], device=self.device)
         return _Stack(members, layers, lr, logistic, stream)
 
-    def advance(self, count: int) -> list[engine.MetricBlock]:
+    def advance(self, count: int) -> list[MetricBlock]:
         spec = self.specs[0]
         steps, rows = [], []
         for _ in range(count):
             logs = self.step % spec.log_every == 0 or self.step == spec.steps
             x, y = self.fixed if self.fixed is not None else self._sample(self.step)
-            row = torch.full((len(self.specs), len(kernels.COLUMNS)), math.nan,
+            row = torch.full((len(self.specs), len(METRIC_NAMES)), math.nan,
                              dtype=torch.float64, device=self.device)  # fmt: skip
             for stack in self.stacks:
                 self._stack_step(stack, x, y, row if logs else None)
@@ -131,7 +146,8 @@ class TorchGroup:
                 break
             self.step += 1
         self._check_finite()
-        table = torch.stack(rows).cpu().numpy() if rows else np.empty((0, len(self.specs), 6))
+        empty = np.empty((0, len(self.specs), len(METRIC_NAMES)))
+        table = torch.stack(rows).cpu().numpy() if rows else empty
         logged = np.array(steps, dtype=np.int64)
         return [self._block(m, logged, table[:, m]) for m in range(len(self.specs))]
 
@@ -159,14 +175,23 @@ class TorchGroup:
             layer.sub_(stack.lr * active * grad)
 
     def _metrics(self, stack: _Stack, w, loss, margins) -> torch.Tensor:
+        """One column per metric of the table (core/metrics.py), in its order."""
         teacher = self.teachers[stack.stream]
         w64 = w.double()
         norm = w64.norm(dim=1)
         error = (w64 / norm.unsqueeze(1) - teacher).norm(dim=1)
         angle = 2 * torch.asin(torch.clamp(error / 2, max=1.0))
         accuracy = (margins > 0).double().mean(dim=1)
-        columns = [error, angle, loss.double(), norm, self._balancedness(stack), accuracy]
-        return torch.stack(columns, dim=1)
+        values = {
+            "directional_error": error,
+            "angle": angle,
+            "loss": loss.double(),
+            "norm": norm,
+            "balancedness": self._balancedness(stack),
+            "train_loss": loss.double(),  # the batch is the fixed training sample under gd
+            "train_accuracy": accuracy,
+        }
+        return torch.stack([values[name] for name in METRIC_NAMES], dim=1)
 
     def _balancedness(self, stack: _Stack) -> torch.Tensor:
         layers = [layer.double() for layer in stack.layers]
@@ -178,11 +203,8 @@ class TorchGroup:
             return torch.zeros(len(stack.members), dtype=torch.float64, device=self.device)
         return torch.stack(gaps, dim=1).max(dim=1).values
 
-    def _block(self, m: int, steps: np.ndarray, table: np.ndarray) -> engine.MetricBlock:
-        columns = dict(zip(kernels.COLUMNS, table.T, strict=True))
-        columns["train_loss"], columns["train_accuracy"] = columns["loss"], columns["accuracy"]
-        values = {name: np.ascontiguousarray(columns[name]) for name in self.metric_names}
-        return engine.MetricBlock(steps, values, self.step, lambda: self.snapshot(m))
+    def _block(self, m: int, steps: np.ndarray, table: np.ndarray) -> MetricBlock:
+        return metric_block(self.metric_names, steps, table, self.step, lambda: self.snapshot(m))
 
     def _check_finite(self) -> None:
         for stack in self.stacks:
@@ -191,7 +213,7 @@ class TorchGroup:
                 m = stack.members[local]
                 if self.active[m]:
                     self.active[m] = False
-                    self.errors[m] = engine.diverged(self.step)
+                    self.errors[m] = diverged(self.step)
 
     def layers(self, m: int) -> list[np.ndarray]:
         for stack in self.stacks:
@@ -201,7 +223,7 @@ class TorchGroup:
         raise KeyError(m)
 
     def snapshot(self, m: int) -> bytes:
-        return engine.save_snapshot(self.step, self.layers(m))
+        return save_snapshot(self.step, self.layers(m))
 
 
 def _losses(margins: torch.Tensor, logistic: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

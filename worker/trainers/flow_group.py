@@ -1,5 +1,5 @@
-"""Optimizer `flow`: the population gradient flow (service/theory.py) as a trainer with the
-interface of engine.Group. w(t) is integrated in float64 at t = lr x step; the loss logged is
+"""Optimizer `flow`: the population gradient flow (core/theory.py) as a trainer
+(`worker.trainers.base.Trainer`). w(t) is integrated in float64 at t = lr x step; the loss logged is
 the population loss, and balancedness is 0 by construction."""
 
 from __future__ import annotations
@@ -10,17 +10,18 @@ import numpy as np
 
 from core import theory
 from core.inits import initial_end_to_end
+from core.metrics import LOGGED_METRICS
 from core.spec import ExperimentSpec
-from worker.engine import MetricBlock, common_step, load_snapshot, save_snapshot
+from worker.trainers.base import MetricBlock, common_step, load_snapshot, save_snapshot
 
 BLOCK_SECONDS = 30.0
 """Most time one block of a flow run may take to integrate before the run fails."""
 
 
 class FlowGroup:
-    """Flow runs with the interface of engine.Group: w(t) at t = lr x step, in float64."""
+    """Flow runs, a `worker.trainers.base.Trainer`: w(t) at t = lr x step, in float64."""
 
-    metric_names = ("directional_error", "angle", "loss", "norm", "balancedness")
+    metric_names = LOGGED_METRICS["flow"]
 
     def __init__(self, specs: list[ExperimentSpec], resumes: list[bytes | None]) -> None:
         self.specs = specs
@@ -29,7 +30,7 @@ class FlowGroup:
         self.active = np.ones(len(specs), dtype=np.bool_)
         self.errors: list[str | None] = [None] * len(specs)
 
-    def advance(self, count: int) -> list:
+    def advance(self, count: int) -> list[MetricBlock]:
         spec = self.specs[0]
         last = min(self.step + count, spec.steps)
         iterated = np.arange(self.step, min(self.step + count, spec.steps + 1))
@@ -47,7 +48,10 @@ class FlowGroup:
         if path is None:
             return MetricBlock(logged[:0], {k: v[:0] for k, v in values.items()}, last)
         at = dict(zip(steps.tolist(), path, strict=True))
-        self._fill(values, spec, [at[int(k)] for k in logged])
+        for i, k in enumerate(logged):
+            metrics = _metrics(at[int(k)], spec)
+            for name in self.metric_names:
+                values[name][i] = metrics[name]
         self.w[m] = path[-1]
         return MetricBlock(logged.copy(), values, last, lambda: self.snapshot(m))
 
@@ -70,18 +74,6 @@ class FlowGroup:
             )
             return None
 
-    def _fill(self, values, spec, ws) -> None:
-        teacher = np.array(spec.teacher)
-        for i, w in enumerate(ws):
-            error = float(theory.directional_error(w, teacher))
-            values["directional_error"][i] = error
-            values["angle"][i] = 2 * np.arcsin(min(error / 2, 1.0))
-            values["norm"][i] = float(np.linalg.norm(w))
-            values["loss"][i] = theory.population_loss(
-                w, teacher, spec.loss, spec.dim, spec.distribution
-            )
-            values["balancedness"][i] = 0.0
-
     def snapshot(self, m: int) -> bytes:
         return save_snapshot(self.step, [self.w[m]])
 
@@ -90,3 +82,16 @@ def _start(spec: ExperimentSpec, resume: bytes | None) -> np.ndarray:
     if resume is not None:
         return load_snapshot(resume)[1][0]
     return initial_end_to_end(spec)
+
+
+def _metrics(w: np.ndarray, spec: ExperimentSpec) -> dict[str, float]:
+    """The values of flow's metrics (core/metrics.py) at w."""
+    teacher = np.array(spec.teacher)
+    error = float(theory.directional_error(w, teacher))
+    return {
+        "directional_error": error,
+        "angle": 2 * np.arcsin(min(error / 2, 1.0)),
+        "loss": theory.population_loss(w, teacher, spec.loss, spec.dim, spec.distribution),
+        "norm": float(np.linalg.norm(w)),
+        "balancedness": 0.0,
+    }

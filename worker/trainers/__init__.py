@@ -1,0 +1,1 @@
+"""The trainers behind `worker.trainers.base.Trainer`, picked by `worker.trainers.registry`."""

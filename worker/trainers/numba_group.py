@@ -1,0 +1,124 @@
+"""The numba trainer: members on the CPU, stepping together in one compiled call per block
+(worker/kernels.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from core.inits import DATA_SALT, SAMPLE_SALT, initial_layers, stream_key
+from core.metrics import LOGGED_METRICS, METRIC_NAMES
+from core.spec import ExperimentSpec, data_key
+from worker import kernels
+from worker.trainers.base import (
+    MetricBlock,
+    common_step,
+    diverged,
+    load_snapshot,
+    metric_block,
+    save_snapshot,
+)
+
+
+class Group:
+    """Members that train together, all at the same step, on the CPU (numba kernels)."""
+
+    def __init__(self, specs: list[ExperimentSpec], resumes: list[bytes | None]) -> None:
+        self.specs = specs
+        first = specs[0]
+        self.dtype = np.float32 if first.dtype == "float32" else np.float64
+        self.metric_names = LOGGED_METRICS[first.optimizer]
+        self.total_steps, self.log_every = first.steps, first.log_every
+        layers = [initial_layers(spec) for spec in specs]
+        for m, resume in enumerate(resumes):
+            if resume is not None:
+                layers[m] = load_snapshot(resume)[1]
+        self.step = common_step(resumes)
+        self._pack(layers)
+        self._make_streams(first)
+        self.active = np.ones(len(specs), dtype=np.bool_)
+        self.errors: list[str | None] = [None] * len(specs)
+
+    def _pack(self, layers: list[list[np.ndarray]]) -> None:
+        members, depth_max = len(layers), max(len(member) for member in layers)
+        self.depth = np.array([len(member) for member in layers], dtype=np.int64)
+        self.rows = np.zeros((members, depth_max), dtype=np.int64)
+        self.cols = np.zeros((members, depth_max), dtype=np.int64)
+        self.offset = np.zeros((members, depth_max), dtype=np.int64)
+        position, self.spans = 0, []
+        for m, member in enumerate(layers):
+            start = position
+            for i, layer in enumerate(member):
+                self.rows[m, i], self.cols[m, i] = layer.shape
+                self.offset[m, i] = position
+                position += layer.size
+            self.spans.append((start, position))
+        self.params = np.empty(position, dtype=self.dtype)
+        for m, member in enumerate(layers):
+            for i, layer in enumerate(member):
+                self.params[self.offset[m, i] : self.offset[m, i] + layer.size] = layer.ravel()
+        self.lr = np.array([spec.lr for spec in self.specs], dtype=np.float64)
+        self.loss = np.array(
+            [kernels.LOGISTIC if s.loss == "logistic" else kernels.EXPONENTIAL for s in self.specs]
+        )
+
+    def _make_streams(self, first: ExperimentSpec) -> None:
+        streams: dict[tuple, int] = {}
+        self.stream_of = np.array(
+            [streams.setdefault(data_key(spec), len(streams)) for spec in self.specs]
+        )
+        salt = SAMPLE_SALT if first.optimizer == "gd" else DATA_SALT
+        by_stream = {index: key for key, index in streams.items()}
+        self.keys = np.array(
+            [stream_key(by_stream[s][0], salt) for s in range(len(streams))], dtype=np.uint64
+        )
+        self.teachers = np.array([by_stream[s][1] for s in range(len(streams))])
+        size = first.n_samples if first.optimizer == "gd" else first.batch_size
+        self.x = np.empty((len(streams), first.dim, size), dtype=self.dtype)
+        self.y = np.empty((len(streams), size), dtype=self.dtype)
+        self.distribution = (
+            kernels.UNIFORM_SPHERE if first.distribution == "uniform_sphere" else kernels.GAUSSIAN
+        )
+        self.resample = first.optimizer == "sgd"
+        if not self.resample:
+            for s in range(len(streams)):
+                kernels.fill_batch(
+                    self.x[s], self.y[s], self.teachers[s], self.keys[s], 0, self.distribution
+                )
+
+    def advance(self, count: int) -> list[MetricBlock]:
+        """Up to `count` iterations: log when due, then update (the final step only logs)."""
+        out = np.full((count + 1, len(self.specs), len(METRIC_NAMES)), np.nan)
+        out_steps = np.empty(count + 1, dtype=np.int64)
+        logged, self.step = kernels.train_block(self._inputs(count, out, out_steps))
+        self._check_finite()
+        steps = out_steps[:logged].copy()
+        return [self._block(m, steps, out[:logged, m]) for m in range(len(self.specs))]
+
+    def _block(self, m: int, steps: np.ndarray, table: np.ndarray) -> MetricBlock:
+        return metric_block(self.metric_names, steps, table, self.step, lambda: self.snapshot(m))
+
+    def _inputs(self, count: int, out: np.ndarray, out_steps: np.ndarray) -> kernels.BlockInputs:
+        return kernels.BlockInputs(
+            self.params, self.offset, self.rows, self.cols, self.depth, self.lr, self.loss,
+            self.active, self.stream_of, self.keys, self.teachers, self.x, self.y,
+            self.distribution, self.resample, self.step, count, self.total_steps,
+            self.log_every, out, out_steps, kernels.COLUMNS,
+        )  # fmt: skip
+
+    def _check_finite(self) -> None:
+        for m in np.flatnonzero(self.active):
+            start, end = self.spans[m]
+            if not np.isfinite(self.params[start:end]).all():
+                self.active[m] = False
+                self.errors[m] = diverged(self.step)
+
+    def layers(self, m: int) -> list[np.ndarray]:
+        return [
+            self.params[self.offset[m, i] : self.offset[m, i] + self.rows[m, i] * self.cols[m, i]]
+            .reshape(self.rows[m, i], self.cols[m, i])
+            .copy()
+            for i in range(self.depth[m])
+        ]
+
+    def snapshot(self, m: int) -> bytes:
+        return save_snapshot(self.step, self.layers(m))
