@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from alembic import command
@@ -74,6 +74,11 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(connection) -> None:  # noqa: ANN001
         mode = connection.get_execution_options().get("sqlite_begin", "")
         connection.exec_driver_sql(f"BEGIN {mode}".strip())
+
+
+def write_connection(engine: Engine) -> Connection:
+    """A connection whose next transaction takes SQLite's write lock at BEGIN."""
+    return engine.connect().execution_options(**IMMEDIATE)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
