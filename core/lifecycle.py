@@ -251,7 +251,7 @@ def finish(
     """Mark a run succeeded, failed or canceled and drop its checkpoint; False if the lease
     was lost (the run is someone else's now and stays as it is)."""
     if status not in TRANSITIONS[Event.FINISH].targets:
-        raise ValueError(f"a run cannot finish as {status!r}")
+        raise ValueError(f"a run cannot finish as {str(status)!r}")
     with write_connection(engine) as connection, connection.begin():
         ended = connection.execute(
             update(Experiment)
