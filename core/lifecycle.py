@@ -77,7 +77,7 @@ class Lease:
 @dataclass
 class Claimed:
     lease: Lease
-    spec: dict
+    spec: dict[str, Any]
     resume: bytes | None
     """The checkpoint to resume from, or None to start at step 0."""
     resume_step: int
@@ -124,14 +124,15 @@ def request_cancel(session: Session, experiment_id: int) -> bool:
         .where(Experiment.id == experiment_id, Experiment.status == Status.QUEUED)
         .values(status=Status.CANCELED, finished_at=utcnow(), cancel_requested=True)
     )
-    if session.execute(queued).rowcount:
+    connection = session.connection()  # its execute() answers with a rowcount
+    if connection.execute(queued).rowcount:
         return True
     running = (
         update(Experiment)
         .where(Experiment.id == experiment_id, Experiment.status == Status.RUNNING)
         .values(cancel_requested=True)
     )
-    return bool(session.execute(running).rowcount)
+    return bool(connection.execute(running).rowcount)
 
 
 def claim_next(engine: Engine, worker_id: str) -> Claimed | None:
@@ -245,7 +246,7 @@ def finish(
     lease: Lease,
     status: Status,
     *,
-    summary: dict | None = None,
+    summary: dict[str, Any] | None = None,
     error: str | None = None,
 ) -> bool:
     """Mark a run succeeded, failed or canceled and drop its checkpoint; False if the lease

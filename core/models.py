@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    inspect,
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -90,7 +91,7 @@ _INTEGER_BITS = {SmallInteger: 16, Integer: 32, BigInteger: 64}
 def key_range(model: type[Base]) -> range:
     """The ids `model`'s integer primary key can hold: from 1 up to its type's largest.
     PostgreSQL refuses a larger value outright rather than find no row."""
-    (column,) = model.__table__.primary_key.columns
+    (column,) = inspect(model).primary_key
     bits = next(_INTEGER_BITS[kind] for kind in type(column.type).__mro__ if kind in _INTEGER_BITS)
     return range(1, 2 ** (bits - 1))
 
