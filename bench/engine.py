@@ -25,10 +25,11 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from core import lifecycle  # noqa: E402
 from core.db import make_engine, session_scope, upgrade_schema  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from core.spec import ExperimentSpec  # noqa: E402
-from service import store, sweep_store  # noqa: E402
+from service import sweep_store  # noqa: E402
 from service.schemas import SweepCreate  # noqa: E402
 from worker import engine, kernels  # noqa: E402
 from worker.loop import Worker  # noqa: E402
@@ -55,7 +56,7 @@ def worker_single(tmp: Path, steps: int) -> float:
     """Seconds for a worker to claim, run and record the paper's depth-4 run."""
     db = _worker_database(tmp)
     with session_scope(db, write=True) as session:
-        store.create_experiment(session, ExperimentSpec(depth=4, steps=steps))
+        lifecycle.create_experiment(session, ExperimentSpec(depth=4, steps=steps))
     started = time.perf_counter()
     Worker(db, Settings()).run_one()
     return time.perf_counter() - started

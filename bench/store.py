@@ -30,10 +30,12 @@ import torch
 from fastapi import FastAPI
 from sqlalchemy import Column, Double, Engine, Integer, MetaData, String, Table, insert, select
 
+from core import lifecycle
 from core.db import make_engine, upgrade_schema
 from core.models import Experiment
 from core.settings import Settings
 from core.spec import METRIC_NAMES, ExperimentSpec
+from core.status import Status
 from service.api.deps import ReadSession
 from service.main import create_app
 from service.schemas import MetricsRead, Series
@@ -110,14 +112,14 @@ BENCH_WORKER = "bench"
 
 def _new_experiment(db: Engine, steps: int) -> int:
     """A running experiment held by the bench's worker (attempt 1), as if claimed."""
-    row = {"name": "bench", "status": "running", "spec": {}, "total_steps": steps,
+    row = {"name": "bench", "status": Status.RUNNING, "spec": {}, "total_steps": steps,
            "worker_id": BENCH_WORKER, "attempts": 1}  # fmt: skip
     with db.begin() as connection:
         return connection.execute(insert(Experiment).returning(Experiment.id), row).scalar_one()
 
 
 def _buffer(db: Engine, experiment_id: int, spec: ExperimentSpec) -> tuple[MetricBuffer, Member]:
-    member = Member(queue.Lease(experiment_id, BENCH_WORKER, 1), spec)
+    member = Member(lifecycle.Lease(experiment_id, BENCH_WORKER, 1), spec)
     return MetricBuffer(db, [member], Settings()), member
 
 
@@ -248,7 +250,7 @@ def _end_logged_run(db: Engine, spec: ExperimentSpec) -> tuple[float, float]:
             name: (steps, np.concatenate([block.values[name] for block in blocks]))
             for name in blocks[0].values
         }
-        lease = queue.Lease(experiment_id, BENCH_WORKER, 1)
+        lease = lifecycle.Lease(experiment_id, BENCH_WORKER, 1)
         queue.record_progress(db, [queue.Progress(lease, series, spec.steps)])
 
     return _timed(lambda: _run_then(spec, lambda block: blocks.append(block) or True, write_all))

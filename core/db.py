@@ -79,6 +79,11 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql(f"BEGIN {mode}".strip())
 
 
+def write_connection(engine: Engine) -> Connection:
+    """A connection whose next transaction takes SQLite's write lock at BEGIN."""
+    return engine.connect().execution_options(**IMMEDIATE)
+
+
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 

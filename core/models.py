@@ -7,22 +7,27 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
     Integer,
     LargeBinary,
+    SmallInteger,
     String,
     Text,
     TypeDecorator,
+    inspect,
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.sql.expression import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 
-STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
-FINISHED_STATUSES = ("succeeded", "failed", "canceled")
+from core.status import FINISHED, Status
+
+STATUSES = tuple(status.value for status in Status)
+FINISHED_STATUSES = tuple(status.value for status in Status if status in FINISHED)
 
 
 def utcnow() -> datetime:
@@ -79,12 +84,24 @@ class Base(DeclarativeBase):
     pass
 
 
+_INTEGER_BITS = {SmallInteger: 16, Integer: 32, BigInteger: 64}
+"""Signed width of each integer column type (PostgreSQL's; SQLite stores any of them in 64)."""
+
+
+def key_range(model: type[Base]) -> range:
+    """The ids `model`'s integer primary key can hold: from 1 up to its type's largest.
+    PostgreSQL refuses a larger value outright rather than find no row."""
+    (column,) = inspect(model).primary_key
+    bits = next(_INTEGER_BITS[kind] for kind in type(column.type).__mro__ if kind in _INTEGER_BITS)
+    return range(1, 2 ** (bits - 1))
+
+
 class Experiment(Base):
     __tablename__ = "experiments"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(16), index=True, default="queued")
+    status: Mapped[str] = mapped_column(String(16), index=True, default=Status.QUEUED.value)
     spec: Mapped[dict] = mapped_column(JSON)
     total_steps: Mapped[int] = mapped_column(Integer)
     progress_step: Mapped[int] = mapped_column(Integer, default=0)

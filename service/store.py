@@ -1,35 +1,16 @@
-"""Queries the API makes about experiments (metrics live in core/metric_store/)."""
+"""Queries the API makes about experiments (metrics live in core/metric_store/; creating and
+canceling runs, like every status change, in core/lifecycle.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.models import Experiment, ExperimentTag, WorkerRow, db_now, utcnow
-from core.spec import ExperimentSpec
+from core.models import Experiment, ExperimentTag, WorkerRow, db_now, key_range
+from core.status import Status
 from service.schemas import ExperimentRead, Progress, WorkerRead
-
-MAX_ID = 2**31 - 1
-"""The largest experiment id the 32-bit id column holds."""
-
-
-def create_experiment(session: Session, spec: ExperimentSpec) -> Experiment:
-    """Store a validated spec as a queued experiment (the caller commits)."""
-    experiment = Experiment(
-        name=spec.name or "",
-        status="queued",
-        spec=spec.model_dump(mode="json"),
-        total_steps=spec.steps,
-        progress_step=0,
-    )
-    experiment.tag_rows = [ExperimentTag(position=i, tag=t) for i, t in enumerate(spec.tags)]
-    session.add(experiment)
-    session.flush()
-    if not spec.name:
-        experiment.name = f"experiment-{experiment.id}"
-    return experiment
 
 
 def list_experiments(
@@ -50,28 +31,9 @@ def list_experiments(
 
 def existing_ids(session: Session, experiment_ids: Sequence[int]) -> set[int]:
     """Those of `experiment_ids` that name an experiment."""
-    # ids are 32-bit columns; PostgreSQL refuses larger values rather than miss them.
-    storable = [i for i in experiment_ids if 1 <= i <= MAX_ID]
+    storable = [i for i in experiment_ids if i in key_range(Experiment)]
     query = select(Experiment.id).where(Experiment.id.in_(storable))
     return set(session.scalars(query))
-
-
-def request_cancel(session: Session, experiment_id: int) -> bool:
-    """Cancel a queued run now, or flag a running one for its worker. False if already over."""
-    now = utcnow()
-    queued = (
-        update(Experiment)
-        .where(Experiment.id == experiment_id, Experiment.status == "queued")
-        .values(status="canceled", finished_at=now, cancel_requested=True)
-    )
-    if session.execute(queued).rowcount:
-        return True
-    running = (
-        update(Experiment)
-        .where(Experiment.id == experiment_id, Experiment.status == "running")
-        .values(cancel_requested=True)
-    )
-    return bool(session.execute(running).rowcount)
 
 
 def to_read(experiment: Experiment) -> ExperimentRead:
@@ -98,7 +60,7 @@ def list_live_workers(session: Session, lease_seconds: float) -> list[WorkerRead
     """Workers heard from within `lease_seconds`, oldest first, with the run each one holds."""
     current = (
         select(Experiment.id)
-        .where(Experiment.worker_id == WorkerRow.id, Experiment.status == "running")
+        .where(Experiment.worker_id == WorkerRow.id, Experiment.status == Status.RUNNING)
         .limit(1)
         .scalar_subquery()
     )

@@ -9,11 +9,10 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core import cost
+from core import cost, lifecycle
 from core.models import STATUSES, Experiment, Sweep
 from core.settings import Settings
 from core.spec import ExperimentSpec, batch_key
-from service import store
 from service.schemas import SweepCreate, SweepRead
 
 NOT_GRIDDABLE = ("name", "tags")
@@ -101,7 +100,7 @@ def create_sweep(
     ids = []
     for grid_values, spec in members:
         label = " ".join(f"{field}={value}" for field, value in grid_values.items())
-        experiment = store.create_experiment(
+        experiment = lifecycle.create_experiment(
             session, spec.model_copy(update={"name": spec.name or f"{sweep.name} {label}"})
         )
         experiment.sweep_id, experiment.grid_values = sweep.id, grid_values

@@ -20,9 +20,10 @@ import torch
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from core import metric_store
+from core import lifecycle, metric_store
 from core.settings import Settings
 from core.spec import ExperimentSpec, parse_stored_spec
+from core.status import Status
 from worker import engine as training
 from worker import queue
 from worker.engine import EngineError, MetricBlock, RunResult
@@ -41,7 +42,7 @@ class Member:
     """One claimed run inside the worker: its metric blocks not yet written, the step it
     reached, and how its last write went."""
 
-    lease: queue.Lease
+    lease: lifecycle.Lease
     spec: ExperimentSpec
     step: int = 0
     blocks: list[MetricBlock] = field(default_factory=list)
@@ -218,23 +219,23 @@ class Worker:
             log.exception("event=run_crashed experiments=%s worker=%s", ids, self.id)
         return True
 
-    def _claim(self) -> list[queue.Claimed]:
-        first = queue.claim_next(self.db, self.id)
+    def _claim(self) -> list[lifecycle.Claimed]:
+        first = lifecycle.claim_next(self.db, self.id)
         if first is None:
             return []
         limit = self.settings.max_batch - 1
-        return [first, *queue.claim_siblings(self.db, self.id, first, limit)]
+        return [first, *lifecycle.claim_siblings(self.db, self.id, first, limit)]
 
     def _reap_if_due(self) -> None:
         # Every worker reaps, at most once per heartbeat period: one cheap UPDATE.
         if time.monotonic() - self.last_reap < self.settings.heartbeat_seconds:
             return
         self.last_reap = time.monotonic()
-        moved = queue.reap(self.db, self.settings.lease_seconds, self.settings.max_attempts)
+        moved = lifecycle.reap(self.db, self.settings.lease_seconds, self.settings.max_attempts)
         if moved:
             log.info("event=reaped jobs=%d worker=%s", moved, self.id)
 
-    def _run(self, claimed: list[queue.Claimed]) -> None:
+    def _run(self, claimed: list[lifecycle.Claimed]) -> None:
         members, resumes = [], []
         for item in claimed:
             try:
@@ -302,16 +303,15 @@ class Worker:
             log.warning("event=failed experiment=%d error=%r", member.id, error[:200])
             self._fail(lease, error)
         elif outcome.completed or member.verdict == queue.CANCEL:
-            status = "succeeded" if outcome.completed else "canceled"
-            self._until_written(
-                lambda: queue.finish(self.db, lease, status, summary=self._summary(member, outcome))
-            )
+            status = Status.SUCCEEDED if outcome.completed else Status.CANCELED
+            summary = self._summary(member, outcome)
+            self._until_written(lambda: lifecycle.finish(self.db, lease, status, summary=summary))
         else:
-            self._until_written(lambda: queue.requeue(self.db, lease))
+            self._until_written(lambda: lifecycle.requeue(self.db, lease))
         log.info("event=ended experiment=%d step=%d", member.id, member.step)
 
-    def _fail(self, lease: queue.Lease, error: str) -> None:
-        self._until_written(lambda: queue.finish(self.db, lease, "failed", error=error))
+    def _fail(self, lease: lifecycle.Lease, error: str) -> None:
+        self._until_written(lambda: lifecycle.finish(self.db, lease, Status.FAILED, error=error))
 
     def _until_written(self, write: Callable[[], object]) -> None:
         """Make `write` (lease-checked, idempotent) until it goes through, trying again after

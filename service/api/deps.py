@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import anyio
 from fastapi import Depends, HTTPException, Request
@@ -15,12 +15,12 @@ from sqlalchemy.orm import Session
 
 from core.cost import Overrun
 from core.db import IMMEDIATE
-from core.models import Experiment
+from core.models import Base, key_range
 from core.settings import get_settings
 from service.idempotency import KeyReused
-from service.store import MAX_ID
 
 RETRY_AFTER_SECONDS = "1"
+Row = TypeVar("Row", bound=Base)
 
 
 def _busy(what: str) -> HTTPException:
@@ -81,13 +81,13 @@ ReadSession = Annotated[Session, Depends(_read_session, scope="function")]
 WriteSession = Annotated[Session, Depends(_write_session, scope="function")]
 
 
-def get_experiment_or_404(session: Session, experiment_id: int) -> Experiment:
-    experiment = None
-    if 1 <= experiment_id <= MAX_ID:  # beyond the id column's range PostgreSQL would raise
-        experiment = session.get(Experiment, experiment_id)
-    if experiment is None:
-        raise HTTPException(status_code=404, detail=f"experiment {experiment_id} not found")
-    return experiment
+def get_or_404(session: Session, model: type[Row], ident: int) -> Row:
+    """The `model` row whose primary key is `ident`, or a 404 ("experiment 7 not found") if
+    there is none or `ident` lies outside the key column's range."""
+    row = session.get(model, ident) if ident in key_range(model) else None
+    if row is None:
+        raise HTTPException(status_code=404, detail=f"{model.__name__.lower()} {ident} not found")
+    return row
 
 
 def refuse_overruns(overruns: list[Overrun]) -> None:

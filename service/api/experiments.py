@@ -4,15 +4,15 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Query
 
-from core import cost
-from core.models import STATUSES
+from core import cost, lifecycle
+from core.models import STATUSES, Experiment
 from core.settings import get_settings
 from core.spec import MAX_INT, ExperimentSpec
 from service import idempotency, store
 from service.api.deps import (
     ReadSession,
     WriteSession,
-    get_experiment_or_404,
+    get_or_404,
     refuse_overruns,
     reused_key_refused,
 )
@@ -43,7 +43,7 @@ def create_experiment(
             "experiments",
             idempotency_key,
             digest,
-            lambda: store.to_read(store.create_experiment(session, spec)),
+            lambda: store.to_read(lifecycle.create_experiment(session, spec)),
         )
 
 
@@ -65,7 +65,7 @@ def list_experiments(
 @router.get("/{experiment_id}", response_model=ExperimentRead, responses=documented(404))
 def read_experiment(session: ReadSession, experiment_id: int) -> ExperimentRead:
     """Read one experiment with its status, progress and summary."""
-    return store.to_read(get_experiment_or_404(session, experiment_id))
+    return store.to_read(get_or_404(session, Experiment, experiment_id))
 
 
 @router.post(
@@ -76,8 +76,8 @@ def read_experiment(session: ReadSession, experiment_id: int) -> ExperimentRead:
 )
 def cancel_experiment(session: WriteSession, experiment_id: int) -> ExperimentRead:
     """Cancel a queued run at once; ask a running run's worker to stop it."""
-    experiment = get_experiment_or_404(session, experiment_id)
-    if not store.request_cancel(session, experiment_id):
+    experiment = get_or_404(session, Experiment, experiment_id)
+    if not lifecycle.request_cancel(session, experiment_id):
         raise HTTPException(
             status_code=409, detail=f"experiment {experiment_id} is already {experiment.status}"
         )

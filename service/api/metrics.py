@@ -9,10 +9,11 @@ from sqlalchemy.orm import Session
 
 from core import metric_store
 from core.metrics import METRICS
+from core.models import Experiment
 from core.settings import get_settings
 from core.spec import LOGGED_METRICS, MAX_INT, METRIC_NAMES
 from service import exports, store
-from service.api.deps import ReadSession, get_experiment_or_404, invalid
+from service.api.deps import ReadSession, get_or_404, invalid
 from service.api.errors import documented
 from service.schemas import CompareRead, MetricDefinition, MetricDefinitionList, MetricsRead
 
@@ -192,7 +193,7 @@ def _checked(
     experiment are known good."""
     chosen = _parse_names(names)
     _check_range(start_step, end_step)
-    experiment = get_experiment_or_404(session, experiment_id)
+    experiment = get_or_404(session, Experiment, experiment_id)
     return chosen or list(LOGGED_METRICS[experiment.spec["optimizer"]])
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.exceptions import RequestValidationError
 
 from core import metric_store
@@ -10,7 +10,7 @@ from core.models import Sweep
 from core.settings import get_settings
 from core.spec import MAX_INT, METRIC_NAMES
 from service import exports, idempotency, sweep_store
-from service.api.deps import ReadSession, WriteSession, reused_key_refused
+from service.api.deps import ReadSession, WriteSession, get_or_404, reused_key_refused
 from service.api.errors import documented
 from service.api.metrics import check_answer_size
 from service.idempotency import BodyDigest, KeyHeader
@@ -21,7 +21,6 @@ from service.schemas import (
     SweepMetrics,
     SweepRead,
 )
-from service.store import MAX_ID
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 
@@ -61,7 +60,7 @@ def list_sweeps(
 @router.get("/{sweep_id}", response_model=SweepRead, responses=documented(404))
 def read_sweep(session: ReadSession, sweep_id: int) -> SweepRead:
     """Read a sweep: its grid, member ids and member counts by status."""
-    return sweep_store.to_read(session, _sweep_or_404(session, sweep_id))
+    return sweep_store.to_read(session, get_or_404(session, Sweep, sweep_id))
 
 
 @router.get("/{sweep_id}/metrics", response_model=SweepMetrics, responses=documented(404))
@@ -77,7 +76,7 @@ def read_sweep_metrics(
         raise RequestValidationError(
             [{"loc": ("query", "name"), "msg": f"unknown metric {name!r}", "type": "value_error"}]
         )
-    _sweep_or_404(session, sweep_id)
+    get_or_404(session, Sweep, sweep_id)
     rows = sweep_store.member_rows(session, sweep_id)
     ids = [row.id for row in rows]
     check_answer_size(session, ids, [name], {}, max_points)
@@ -99,10 +98,3 @@ def read_sweep_metrics(
     ]
     content = {"sweep_id": sweep_id, "name": name, "members": members}
     return Response(exports.dumps(content), media_type="application/json")
-
-
-def _sweep_or_404(session, sweep_id: int) -> Sweep:
-    sweep = session.get(Sweep, sweep_id) if 1 <= sweep_id <= MAX_ID else None
-    if sweep is None:
-        raise HTTPException(status_code=404, detail=f"sweep {sweep_id} not found")
-    return sweep

@@ -7,8 +7,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query
 
 from core import theory
+from core.models import Experiment
 from core.settings import get_settings
-from service.api.deps import ReadSession, get_experiment_or_404, invalid
+from service.api.deps import ReadSession, get_or_404, invalid
 from service.api.errors import documented
 from service.schemas import TheoryRead
 
@@ -27,7 +28,7 @@ def read_theory(
     spacing: Literal["linear", "log"] = "linear",
 ) -> TheoryRead:
     """The population gradient flow's directional error for this run's spec and init."""
-    spec = get_experiment_or_404(session, experiment_id).spec
+    spec = get_or_404(session, Experiment, experiment_id).spec
     if spec["init"] == "gaussian":
         raise invalid(
             ("path", "experiment_id"),

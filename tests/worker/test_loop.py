@@ -6,14 +6,12 @@ import time
 import numpy as np
 from sqlalchemy import insert, select, update
 
-from core import metric_store
+from core import lifecycle, metric_store
 from core.db import session_scope
 from core.models import Checkpoint, Experiment, utcnow
 from core.settings import Settings
 from core.spec import ExperimentSpec
-from service import store
 from tests.e2e.stack import wait_for
-from worker import queue
 from worker.engine import MetricBlock
 from worker.loop import Member, MetricBuffer, Worker
 
@@ -105,7 +103,7 @@ def test_stopping_the_worker_checkpoints_and_requeues_its_run_without_using_an_a
 def test_metric_buffer_flushes_by_size_and_by_time(client, db):
     experiment_id = client.post("/experiments").json()["id"]
     settings = Settings(flush_points=8, flush_seconds=3600)
-    member = Member(queue.Lease(experiment_id, "w", 1), ExperimentSpec())
+    member = Member(lifecycle.Lease(experiment_id, "w", 1), ExperimentSpec())
     with db.begin() as connection:
         connection.execute(update(Experiment).values(status="running", worker_id="w", attempts=1))
     buffer = MetricBuffer(db, [member], settings)
@@ -125,7 +123,7 @@ def test_metric_buffer_flushes_by_size_and_by_time(client, db):
 def _queued(db, spec: ExperimentSpec) -> int:
     """Queue `spec` straight in the database, past any size limit the API sets."""
     with session_scope(db, write=True) as session:
-        return store.create_experiment(session, spec).id
+        return lifecycle.create_experiment(session, spec).id
 
 
 def test_a_run_too_big_for_memory_fails_saying_so_and_the_worker_goes_on(client, db):

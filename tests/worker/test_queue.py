@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select, update
 
-from core import metric_store
+from core import lifecycle, metric_store
 from core.models import Checkpoint, Claim, Experiment, WorkerRow, db_now
 from core.settings import Settings
 from core.spec import ExperimentSpec
+from core.status import Status
 from worker import engine as training
 from worker import queue
 from worker.loop import Worker
@@ -45,7 +46,7 @@ def _series(db, experiment_id: int, name: str) -> tuple[list[int], list[float]]:
     return series.steps.tolist(), series.values.tolist()
 
 
-def _record(db, lease: queue.Lease, points, step: int) -> str:
+def _record(db, lease: lifecycle.Lease, points, step: int) -> str:
     progress = queue.Progress(lease, points, step)
     return queue.record_progress(db, [progress])[lease.experiment_id]
 
@@ -121,31 +122,31 @@ def test_a_run_that_keeps_losing_its_worker_fails_saying_why(client, db):
 def test_reaper_spares_workers_that_send_heartbeats(client, db):
     experiment_id = client.post("/experiments").json()["id"]
     queue.register_worker(db, INFO, forget_after_seconds=60)
-    assert queue.claim_next(db, INFO.id).id == experiment_id
+    assert lifecycle.claim_next(db, INFO.id).id == experiment_id
     queue.heartbeat(db, INFO)
-    assert queue.reap(db, lease_seconds=30, max_attempts=3) == 0
+    assert lifecycle.reap(db, lease_seconds=30, max_attempts=3) == 0
     time.sleep(0.3)
-    assert queue.reap(db, lease_seconds=0.2, max_attempts=3) == 1
+    assert lifecycle.reap(db, lease_seconds=0.2, max_attempts=3) == 1
     experiment = _experiment(db, experiment_id)
     assert (experiment.status, experiment.worker_id, experiment.attempts) == ("queued", None, 1)
 
 
 def test_a_canceled_run_whose_worker_died_is_canceled_not_retried(client, db):
     experiment_id = client.post("/experiments").json()["id"]
-    queue.claim_next(db, INFO.id)
+    lifecycle.claim_next(db, INFO.id)
     assert client.post(f"/experiments/{experiment_id}/cancel").status_code == 202
-    assert queue.reap(db, lease_seconds=0.0, max_attempts=3) == 1
+    assert lifecycle.reap(db, lease_seconds=0.0, max_attempts=3) == 1
     assert _experiment(db, experiment_id).status == "canceled"
 
 
 def test_a_worker_that_lost_its_lease_writes_nothing(client, db):
     experiment_id = client.post("/experiments").json()["id"]
-    stale = queue.claim_next(db, "old-worker")
-    queue.reap(db, lease_seconds=0.0, max_attempts=3)
-    fresh = queue.claim_next(db, "new-worker")
+    stale = lifecycle.claim_next(db, "old-worker")
+    lifecycle.reap(db, lease_seconds=0.0, max_attempts=3)
+    fresh = lifecycle.claim_next(db, "new-worker")
     assert fresh.lease.attempt == 2
     assert _record(db, stale.lease, [("norm", 0, 9.0)], 1) == queue.LOST
-    assert not queue.finish(db, stale.lease, "succeeded")
+    assert not lifecycle.finish(db, stale.lease, Status.SUCCEEDED)
     assert _series(db, experiment_id, "norm") == ([], [])
     assert _record(db, fresh.lease, [("norm", 0, 1.0)], 1) == queue.RUNNING
     assert _experiment(db, experiment_id).worker_id == "new-worker"
@@ -153,7 +154,7 @@ def test_a_worker_that_lost_its_lease_writes_nothing(client, db):
 
 def test_metric_writes_are_idempotent_per_step(client, db):
     experiment_id = client.post("/experiments").json()["id"]
-    claimed = queue.claim_next(db, INFO.id)
+    claimed = lifecycle.claim_next(db, INFO.id)
     points = [("loss", 0, 1.0), ("loss", 1, float("nan"))]
     for _ in range(2):
         assert _record(db, claimed.lease, points, 2) == queue.RUNNING
@@ -165,7 +166,7 @@ def test_metric_writes_are_idempotent_per_step(client, db):
 
 def test_claims_go_oldest_first_and_are_logged(client, db):
     ids = [client.post("/experiments", json={"steps": 5}).json()["id"] for _ in range(3)]
-    claimed = [queue.claim_next(db, f"w{i}") for i in range(4)]
+    claimed = [lifecycle.claim_next(db, f"w{i}") for i in range(4)]
     assert [c.id for c in claimed[:3]] == ids and claimed[3] is None
     with db.connect() as connection:
         log = connection.execute(select(Claim.experiment_id, Claim.worker_id, Claim.attempt)).all()
@@ -175,7 +176,7 @@ def test_claims_go_oldest_first_and_are_logged(client, db):
 def test_workers_endpoint_lists_live_workers_only(client, db):
     experiment_id = client.post("/experiments").json()["id"]
     queue.register_worker(db, INFO, forget_after_seconds=60)
-    queue.claim_next(db, INFO.id)
+    lifecycle.claim_next(db, INFO.id)
     body = client.get("/workers").json()
     assert body["count"] == 1
     assert body["data"][0]["id"] == INFO.id and body["data"][0]["pid"] == 1
