@@ -7,12 +7,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+
+from tests.waiting import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,7 +50,7 @@ class Stack:
 
     def start_api(self) -> subprocess.Popen:
         process = self.start("service", "--host", "127.0.0.1", "--port", str(self.port))
-        wait_for(lambda: self._healthy(), timeout=30)
+        wait_for(self._healthy, "the API to answer /healthz", timeout=30)
         return process
 
     def _healthy(self) -> bool:
@@ -73,16 +74,6 @@ class Stack:
                 process.wait()
         for log in self.log_files:
             log.close()
-
-
-def wait_for(predicate, timeout: float = 60.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("timed out waiting")
 
 
 @contextmanager
