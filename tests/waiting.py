@@ -9,7 +9,7 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-TIMEOUT_SECONDS = 60.0
+TIMEOUT_SECONDS = 120.0
 POLL_SECONDS = 0.05
 
 

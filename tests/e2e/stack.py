@@ -16,6 +16,8 @@ import httpx
 from tests.waiting import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+STARTUP_SECONDS = 120.0
+"""How long the API may take to answer: imports alone take a minute on a starved machine."""
 
 
 def _free_port() -> int:
@@ -50,10 +52,12 @@ class Stack:
 
     def start_api(self) -> subprocess.Popen:
         process = self.start("service", "--host", "127.0.0.1", "--port", str(self.port))
-        wait_for(self._healthy, "the API to answer /healthz", timeout=30)
+        wait_for(lambda: self._healthy(process), "the API to answer /healthz", STARTUP_SECONDS)
         return process
 
-    def _healthy(self) -> bool:
+    def _healthy(self, process: subprocess.Popen) -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"the API exited with {process.returncode} before answering")
         try:
             return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
         except httpx.HTTPError:
