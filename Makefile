@@ -33,6 +33,7 @@ run: $(STAMP) $(VENDOR_STAMP)
 test: $(STAMP) $(VENDOR_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 bench: $(STAMP)
@@ -45,9 +46,11 @@ bench-store: $(STAMP)
 bench-load: $(STAMP)
 	$(BIN)/python -m bench.load
 
+# mypy checks core/ strictly (configured in pyproject.toml).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

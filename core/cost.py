@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from core.settings import Settings
-from core.spec import LOGGED_METRICS, ExperimentSpec, batch_key, data_key
+from core.spec import LOGGED_METRICS, ExperimentSpec, batch_key, data_key, filled_width
 
 SCRATCH_BYTES_PER_POINT = 48
 """float64 words per batch point the CPU kernels keep besides x and y (sampling, margins)."""
@@ -43,7 +43,8 @@ def batch_points(spec: ExperimentSpec) -> int:
 def weight_count(spec: ExperimentSpec) -> int:
     if spec.depth == 1:
         return spec.dim
-    return spec.width * spec.dim + (spec.depth - 2) * spec.width**2 + spec.width
+    width = filled_width(spec)
+    return width * spec.dim + (spec.depth - 2) * width**2 + width
 
 
 def _itemsize(spec: ExperimentSpec) -> int:

@@ -37,7 +37,7 @@ def make_engine(url: str | None = None) -> Engine:
     return engine
 
 
-def _pool_sizes() -> dict:
+def _pool_sizes() -> dict[str, Any]:
     """One connection per request the API admits at once (DIRCONV_DB_CONCURRENCY), a few more
     for threads outside that gate (a worker's heartbeat); a checkout waits as long as a
     request may queue."""
@@ -51,19 +51,24 @@ def _pool_sizes() -> dict:
 
 def _is_file(url: str) -> bool:
     database = make_url(url).database
-    return bool(database) and database != ":memory:" and not database.startswith("file:")
+    return (
+        database is not None
+        and database not in ("", ":memory:")
+        and not database.startswith("file:")
+    )
 
 
 def _ensure_sqlite_directory(url: str) -> None:
-    if _is_file(url):
-        Path(make_url(url).database).parent.mkdir(parents=True, exist_ok=True)
+    database = make_url(url).database
+    if database is not None and _is_file(url):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
 
 
 def _configure_sqlite(engine: Engine) -> None:
     busy_timeout_ms = get_settings().sqlite_busy_timeout_ms
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record) -> None:  # noqa: ANN001
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the driver, decide when transactions begin.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -74,7 +79,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _on_begin(connection) -> None:  # noqa: ANN001
+    def _on_begin(connection: Connection) -> None:
         mode = connection.get_execution_options().get("sqlite_begin", "")
         connection.exec_driver_sql(f"BEGIN {mode}".strip())
 
@@ -130,14 +135,19 @@ def _upsert_statement(
     key_columns: tuple[str, ...],
     update_columns: tuple[str, ...],
 ) -> Insert:
-    inserts = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
-    if dialect not in inserts:
-        raise NotImplementedError(f"upsert: unsupported database {dialect}")
-    statement = inserts[dialect](table)
-    return statement.on_conflict_do_update(
-        index_elements=list(key_columns),
-        set_={column: statement.excluded[column] for column in update_columns},
-    )
+    if dialect == "postgresql":
+        pg = postgresql.insert(table)
+        return pg.on_conflict_do_update(
+            index_elements=list(key_columns),
+            set_={column: pg.excluded[column] for column in update_columns},
+        )
+    if dialect == "sqlite":
+        lite = sqlite.insert(table)
+        return lite.on_conflict_do_update(
+            index_elements=list(key_columns),
+            set_={column: lite.excluded[column] for column in update_columns},
+        )
+    raise NotImplementedError(f"upsert: unsupported database {dialect}")
 
 
 def alembic_config(url: str | None = None) -> Config:

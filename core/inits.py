@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.spec import ExperimentSpec
+from core.spec import ExperimentSpec, filled_width
 
 INIT_SALT, DATA_SALT, SAMPLE_SALT = 1, 2, 3
 
@@ -27,14 +27,15 @@ def layer_shapes(depth: int, width: int, dim: int) -> list[tuple[int, int]]:
 def initial_layers(spec: ExperimentSpec) -> list[np.ndarray]:
     """The layers W_1..W_N in float64, drawn from the seed's init stream."""
     rng = np.random.default_rng(stream_key(spec.seed, INIT_SALT))
-    shapes = layer_shapes(spec.depth, spec.width, spec.dim)
+    width = filled_width(spec)
+    shapes = layer_shapes(spec.depth, width, spec.dim)
     if spec.init == "gaussian":
         return [spec.init_scale * rng.standard_normal(shape) for shape in shapes]
     if spec.init == "paper":
         w0 = np.asarray(spec.init_vector, dtype=np.float64)
     else:
         w0 = spec.init_scale * _unit(rng.standard_normal(spec.dim))
-    return balanced_layers(w0, [_unit(rng.standard_normal(spec.width)) for _ in shapes[1:]])
+    return balanced_layers(w0, [_unit(rng.standard_normal(width)) for _ in shapes[1:]])
 
 
 def initial_end_to_end(spec: ExperimentSpec) -> np.ndarray:
@@ -67,4 +68,5 @@ def end_to_end(layers: list[np.ndarray]) -> np.ndarray:
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:
-    return vector / np.linalg.norm(vector)
+    unit: np.ndarray = vector / np.linalg.norm(vector)
+    return unit

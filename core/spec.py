@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -22,7 +22,8 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from core.metrics import LOGGED_METRICS, METRIC_NAMES  # noqa: F401  (also imported from here)
+from core.metrics import LOGGED_METRICS as LOGGED_METRICS  # re-exported: callers import both
+from core.metrics import METRIC_NAMES as METRIC_NAMES
 from core.settings import get_settings
 
 MAX_INT = 2**63 - 1
@@ -154,10 +155,23 @@ def _errors(problems: list[tuple[str, str, object]]) -> ValidationError:
     )
 
 
+def filled_width(spec: ExperimentSpec) -> int:
+    """`spec.width` as validation leaves it: never None (it defaults to `dim`)."""
+    assert spec.width is not None, "width is filled in by validation"
+    return spec.width
+
+
+def filled_teacher(spec: ExperimentSpec) -> list[float]:
+    """`spec.teacher` as validation leaves it: never None (it defaults to a basis vector)."""
+    assert spec.teacher is not None, "teacher is filled in by validation"
+    return spec.teacher
+
+
 def _parameter_count(spec: ExperimentSpec) -> int:
     if spec.depth == 1:
         return spec.dim
-    return spec.width * spec.dim + (spec.depth - 2) * spec.width**2 + spec.width
+    width = filled_width(spec)
+    return width * spec.dim + (spec.depth - 2) * width**2 + width
 
 
 def _inapplicable(spec: ExperimentSpec) -> list[tuple[str, str]]:
@@ -235,7 +249,7 @@ def _unit(vector: list[float]) -> list[float]:
     return [x / norm for x in scaled]
 
 
-def group_key(spec: ExperimentSpec) -> tuple:
+def group_key(spec: ExperimentSpec) -> tuple[object, ...]:
     """Specs with equal keys can train together, stepping in lockstep in one worker."""
     return (
         spec.optimizer, spec.dim, spec.dtype, spec.device, spec.distribution,
@@ -248,12 +262,12 @@ def batch_key(spec: ExperimentSpec) -> str:
     return hashlib.sha1(json.dumps(group_key(spec)).encode()).hexdigest()[:16]
 
 
-def data_key(spec: ExperimentSpec) -> tuple:
+def data_key(spec: ExperimentSpec) -> tuple[int, tuple[float, ...]]:
     """Members of a group with equal data keys share one data stream (common random numbers):
     the same batch at every step (sgd) or the same fixed sample (gd)."""
-    return (spec.seed, tuple(spec.teacher))
+    return (spec.seed, tuple(filled_teacher(spec)))
 
 
-def parse_stored_spec(stored: dict) -> ExperimentSpec:
+def parse_stored_spec(stored: dict[str, Any]) -> ExperimentSpec:
     """Rebuild a spec the API stored (already normalised); the steps cap applied at submit."""
     return ExperimentSpec.model_validate(stored, context={"max_steps": None, "stored": True})

@@ -21,13 +21,14 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from scipy.integrate import solve_ivp
 from scipy.special import expit, roots_jacobi, roots_legendre
 
 from core.inits import initial_end_to_end
-from core.spec import parse_stored_spec
+from core.spec import filled_teacher, parse_stored_spec
 
 PHI_PANELS_PER_HALF = 32
 PHI_NODES = 16
@@ -42,17 +43,19 @@ CACHED_CURVES = 256
 
 Curve = tuple[list[int], list[float]]
 """Steps and the flow's directional error at each."""
+CurveKey = tuple[object, ...]
+"""What a cached curve is filed under (the API's choice: problem, points, spacing)."""
 
 
 def loss_value(margins: np.ndarray, loss: str) -> np.ndarray:
-    if loss == "logistic":
-        return np.logaddexp(0.0, -margins)
-    return np.exp(-margins)
+    value: np.ndarray = np.logaddexp(0.0, -margins) if loss == "logistic" else np.exp(-margins)
+    return value
 
 
 def loss_slope(margins: np.ndarray, loss: str) -> np.ndarray:
     """l'(m): -1/(1 + e^m) for logistic, -e^(-m) for exponential."""
-    return -expit(-margins) if loss == "logistic" else -np.exp(-margins)
+    slope: np.ndarray = -expit(-margins) if loss == "logistic" else -np.exp(-margins)
+    return slope
 
 
 @lru_cache(maxsize=8)
@@ -101,7 +104,9 @@ def _plane(w: np.ndarray, teacher: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     return e1, e2, v1, v2
 
 
-def _samples(w, teacher, dim, distribution):
+def _samples(
+    w: np.ndarray, teacher: np.ndarray, dim: int, distribution: str
+) -> tuple[np.ndarray, ...]:
     """Plane coordinates (a, b) of the quadrature points, labels, weights, e1, e2."""
     e1, e2, v1, v2 = _plane(w, teacher)
     phi, phi_weights = _angle_rule()
@@ -137,7 +142,8 @@ def flow_velocity(
     g = population_gradient(w, teacher, loss, len(w), distribution)
     norm_sq = float(w @ w)
     projected = w * (w @ g) / norm_sq
-    return -(norm_sq ** (1.0 - 1.0 / depth)) * (g + (depth - 1) * projected)
+    velocity: np.ndarray = -(norm_sq ** (1.0 - 1.0 / depth)) * (g + (depth - 1) * projected)
+    return velocity
 
 
 class FlowTooSlow(RuntimeError):
@@ -167,12 +173,16 @@ def integrate_flow(
     )
     if not solution.success:
         raise RuntimeError(f"flow integration failed: {solution.message}")
-    return solution.y.T
+    path: np.ndarray = solution.y.T
+    return path
 
 
 def directional_error(w: np.ndarray, teacher: np.ndarray) -> np.ndarray:
     """|w/|w| - v| row by row."""
-    return np.linalg.norm(w / np.linalg.norm(w, axis=-1, keepdims=True) - teacher, axis=-1)
+    error: np.ndarray = np.linalg.norm(
+        w / np.linalg.norm(w, axis=-1, keepdims=True) - teacher, axis=-1
+    )
+    return error
 
 
 @dataclass(frozen=True)
@@ -189,7 +199,7 @@ class FlowProblem:
     w0: tuple[float, ...]
 
     @classmethod
-    def of(cls, stored: dict) -> FlowProblem:
+    def of(cls, stored: dict[str, Any]) -> FlowProblem:
         """The problem of a stored spec (as the API keeps it)."""
         spec = parse_stored_spec(stored)
         return cls(
@@ -198,7 +208,7 @@ class FlowProblem:
             loss=spec.loss,
             lr=spec.lr,
             steps=spec.steps,
-            teacher=tuple(spec.teacher),
+            teacher=tuple(filled_teacher(spec)),
             w0=tuple(initial_end_to_end(spec).tolist()),
         )
 
@@ -207,9 +217,10 @@ class CurveCache:
     """The newest `size` curves computed, by (problem, points, spacing); safe across threads."""
 
     def __init__(self, size: int = CACHED_CURVES) -> None:
-        self.size, self._curves, self._lock = size, OrderedDict(), threading.Lock()
+        self.size, self._lock = size, threading.Lock()
+        self._curves: OrderedDict[CurveKey, Curve] = OrderedDict()
 
-    def get(self, key: tuple) -> Curve | None:
+    def get(self, key: CurveKey) -> Curve | None:
         with self._lock:
             if key in self._curves:
                 self._curves.move_to_end(key)
@@ -219,7 +230,7 @@ class CurveCache:
         with self._lock:
             self._curves.clear()
 
-    def put(self, key: tuple, curve: Curve) -> None:
+    def put(self, key: CurveKey, curve: Curve) -> None:
         with self._lock:
             self._curves[key] = curve
             while len(self._curves) > self.size:

@@ -3,7 +3,12 @@ PostgreSQL database for the session), and an API client on it.
 
 Every test that asks for `database_url`, `db` or `client` runs once per backend. PostgreSQL is
 the local one (`.ci/run` starts it): DIRCONV_TEST_POSTGRES_URL names a database to connect to
-for creating the test database; DIRCONV_TEST_POSTGRES=off skips the PostgreSQL half.
+for creating the test databases.
+
+The PostgreSQL policy, one for the whole suite: every test that uses PostgreSQL gets it through
+`postgres_url` (one migrated database per session) or `scratch_postgres_url` (an empty one per
+test). Where PostgreSQL does not answer, those tests fail saying how to start it; only
+DIRCONV_TEST_POSTGRES=off skips them (the PostgreSQL half), never an unreachable server.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -31,6 +37,20 @@ TABLES = ", ".join(table.name for table in Base.metadata.sorted_tables)
 
 
 def _admin_connection() -> psycopg.Connection:
+    """A connection for creating and dropping test databases, under the policy above."""
+    if os.environ.get("DIRCONV_TEST_POSTGRES") == "off":
+        pytest.skip("DIRCONV_TEST_POSTGRES=off")
+    try:
+        return _connect_admin()
+    except psycopg.OperationalError as exc:
+        pytest.fail(
+            f"PostgreSQL at {POSTGRES_URL} is not reachable ({exc}); start it with "
+            "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` "
+            "or set DIRCONV_TEST_POSTGRES=off"
+        )
+
+
+def _connect_admin() -> psycopg.Connection:
     url = make_url(POSTGRES_URL)
     return psycopg.connect(
         host=url.host,
@@ -43,27 +63,32 @@ def _admin_connection() -> psycopg.Connection:
     )
 
 
+@contextmanager
+def _fresh_postgres(prefix: str) -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database, dropped when the block ends."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with _admin_connection() as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with _connect_admin() as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A PostgreSQL database of its own for this test session, migrated, dropped at the end."""
-    if os.environ.get("DIRCONV_TEST_POSTGRES") == "off":
-        pytest.skip("DIRCONV_TEST_POSTGRES=off")
-    name = f"dirconv_test_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = _admin_connection()
-    except psycopg.OperationalError as exc:
-        pytest.fail(
-            f"PostgreSQL at {POSTGRES_URL} is not reachable ({exc}); start it with "
-            "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` "
-            "or set DIRCONV_TEST_POSTGRES=off"
-        )
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    upgrade_schema(url)
-    yield url
-    with _admin_connection() as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with _fresh_postgres("dirconv_test") as url:
+        upgrade_schema(url)
+        yield url
+
+
+@pytest.fixture
+def scratch_postgres_url() -> Iterator[str]:
+    """An empty PostgreSQL database (no schema) for this test alone, dropped afterwards."""
+    with _fresh_postgres("dirconv_scratch") as url:
+        yield url
 
 
 def _empty_postgres(url: str) -> None:

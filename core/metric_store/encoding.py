@@ -104,7 +104,7 @@ def merge(old: SeriesArrays | None, new: SeriesArrays) -> SeriesArrays:
     return sorted_unique(steps, values)
 
 
-def pack(experiment_id: int, name: str, chunk: int, part: SeriesArrays) -> dict:
+def pack(experiment_id: int, name: str, chunk: int, part: SeriesArrays) -> dict[str, Any]:
     """The `metric_chunks` row of one chunk's points, sketch included."""
     offsets = (part.steps - chunk * CHUNK_STEPS).astype(OFFSET_DTYPE)
     values = part.values.astype(VALUE_DTYPE)
@@ -142,10 +142,10 @@ def clip(
     series: SeriesArrays, start_step: int | None = None, end_step: int | None = None
 ) -> SeriesArrays:
     """The points with start_step <= step <= end_step (bounds optional)."""
-    first = 0 if start_step is None else np.searchsorted(series.steps, start_step, "left")
+    first = 0 if start_step is None else int(np.searchsorted(series.steps, start_step, "left"))
     last = len(series.steps)
     if end_step is not None:
-        last = np.searchsorted(series.steps, end_step, "right")
+        last = int(np.searchsorted(series.steps, end_step, "right"))
     if first == 0 and last == len(series.steps):
         return series
     return SeriesArrays(series.steps[first:last], series.values[first:last])
@@ -167,4 +167,5 @@ def _first_hit(
     extremes = reducer.reduceat(values, starts)
     hits = np.flatnonzero(values == np.repeat(extremes, counts))
     owners = np.searchsorted(starts, hits, "right")
-    return hits[run_starts(owners)]
+    found: np.ndarray = hits[run_starts(owners)]
+    return found

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Select, bindparam, delete, func, select
 from sqlalchemy.orm import Session
@@ -34,6 +34,10 @@ from core.metric_store.encoding import (
 )
 from core.models import MetricChunk
 
+AnySelect = Select[*tuple[Any, ...]]
+SelectT = TypeVar("SelectT", bound=AnySelect)
+Bounds = dict[str, int | None]
+"""{"start_step": ..., "end_step": ...}: a step range, either end optional."""
 MAX_CHUNKS_PER_QUERY = 1000
 """Chunks read back in one statement while merging a write (bounds the bound parameters)."""
 EXPORT_WINDOW_CHUNKS = 4
@@ -234,7 +238,7 @@ def windows(
         yield named
 
 
-def _chunk_query(experiment_id: int, name: str) -> Select:
+def _chunk_query(experiment_id: int, name: str) -> AnySelect:
     return (
         select(MetricChunk.chunk, MetricChunk.offsets_u16, MetricChunk.values_f64)
         .where(MetricChunk.experiment_id == experiment_id, MetricChunk.name == name)
@@ -242,7 +246,7 @@ def _chunk_query(experiment_id: int, name: str) -> Select:
     )
 
 
-def _range(query: Select, start_step: int | None = None, end_step: int | None = None) -> Select:
+def _range(query: SelectT, start_step: int | None = None, end_step: int | None = None) -> SelectT:
     # `chunk` is a 32-bit column: PostgreSQL refuses larger bounds rather than compare them.
     if start_step is not None:
         query = query.where(MetricChunk.chunk >= min(start_step // CHUNK_STEPS, MAX_CHUNK))
@@ -308,7 +312,7 @@ def read_many_downsampled(
     return result
 
 
-def _sketch_query(experiment_ids: Sequence[int], name: str) -> Select:
+def _sketch_query(experiment_ids: Sequence[int], name: str) -> AnySelect:
     columns = (MetricChunk.sketch_offsets_u16, MetricChunk.sketch_values_f64, MetricChunk.n_points)
     return (
         select(MetricChunk.experiment_id, MetricChunk.chunk, *columns)
@@ -318,7 +322,7 @@ def _sketch_query(experiment_ids: Sequence[int], name: str) -> Select:
 
 
 def _raw_plan(
-    rows: Sequence[Sequence[Any]], bounds: dict, max_points: int, spacing: Spacing
+    rows: Sequence[Sequence[Any]], bounds: Bounds, max_points: int, spacing: Spacing
 ) -> list[int]:
     """The chunks to read raw: all of them for a series too short for sketches; otherwise
     those where buckets are narrower than a sketch slice (plus one chunk, as the exact first
@@ -334,8 +338,8 @@ def _raw_plan(
 
 
 def _raw_rows(
-    connection: Connection | Session, name: str, plans: dict[int, list[int]], bounds: dict
-) -> dict[int, list]:
+    connection: Connection | Session, name: str, plans: dict[int, list[int]], bounds: Bounds
+) -> dict[int, list[Any]]:
     """The planned raw chunks of every experiment, in one query (over the union of chunk
     indices, then filtered)."""
     chunks = sorted({chunk for plan in plans.values() for chunk in plan})
@@ -353,7 +357,7 @@ def _raw_rows(
         .order_by(MetricChunk.experiment_id, MetricChunk.chunk)
     )
     wanted = {i: set(plan) for i, plan in plans.items()}
-    grouped: dict[int, list] = {}
+    grouped: dict[int, list[Any]] = {}
     for row in connection.execute(_range(query, **bounds)):
         if row[0] in wanted[row[3]]:
             grouped.setdefault(row[3], []).append(row[:3])

@@ -8,7 +8,7 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 
 from tests.browser.test_dashboard import POINTS_SCRIPT, _status, _wait
-from tests.e2e.stack import wait_for
+from tests.waiting import wait_for
 
 SERIES_SCRIPT = "const c = window.dirconv.charts[arguments[0]]; return c ? c.series.length : 0;"
 
@@ -17,7 +17,7 @@ SERIES_SCRIPT = "const c = window.dirconv.charts[arguments[0]]; return c ? c.ser
 def finished_run(api) -> int:
     experiment_id = httpx.post(f"{api.url}/experiments", json={"steps": 4000}).json()["id"]
     url = f"{api.url}/experiments/{experiment_id}"
-    wait_for(lambda: httpx.get(url).json()["status"] == "succeeded")
+    wait_for(lambda: httpx.get(url).json()["status"] == "succeeded", "the run to succeed")
     return experiment_id
 
 

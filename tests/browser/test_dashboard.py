@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.browser.conftest import ARTIFACTS
-from tests.e2e.stack import wait_for
+from tests.waiting import wait_for
 
 MAX_POINTS = 2000  # what the dashboard asks the API for (app.js)
 
@@ -29,18 +28,21 @@ return chart.data.slice(1).map(s => s.filter(v => v !== null && v !== undefined)
 """
 
 
-def _wait(browser, predicate, timeout: float = 60):
+def _wait(browser, predicate, what: str, timeout: float = 60):
+    """`wait_for` on the page; on a timeout, a screenshot and the page's text."""
+
+    def looked() -> object:
+        try:
+            return predicate()
+        except StaleElementReferenceException:  # the page re-rendered under us: look again
+            return False
+
     try:
-        return WebDriverWait(
-            browser,
-            timeout,
-            poll_frequency=0.2,
-            ignored_exceptions=(StaleElementReferenceException,),
-        ).until(lambda _: predicate())
-    except TimeoutException:
+        return wait_for(looked, what, timeout, interval=0.2)
+    except AssertionError as failure:
         ARTIFACTS.mkdir(exist_ok=True)
         browser.save_screenshot(str(ARTIFACTS / "failure.png"))
-        raise AssertionError(f"timed out on {browser.current_url}: {_page_text(browser)}") from None
+        raise AssertionError(f"{failure} on {browser.current_url}: {_page_text(browser)}") from None
 
 
 def _page_text(browser) -> str:
@@ -59,12 +61,12 @@ def _finished(api, experiment_id: int) -> bool:
 
 def test_new_run_form_shows_errors_next_to_fields(api, browser, screenshot):
     browser.get(f"{api.url}/#/new")
-    _wait(browser, lambda: browser.find_elements(By.ID, "spec-depth"))
+    _wait(browser, lambda: browser.find_elements(By.ID, "spec-depth"), "the spec form")
     browser.find_element(By.ID, "spec-depth").send_keys("0")
     browser.find_element(By.ID, "spec-lr").send_keys("-1")
     browser.find_element(By.ID, "submit-run").click()
     depth_error = browser.find_element(By.ID, "spec-depth-error")
-    _wait(browser, lambda: depth_error.text)
+    _wait(browser, lambda: depth_error.text, "the depth field's error")
     assert "greater than or equal to 1" in depth_error.text
     assert "greater than 0" in browser.find_element(By.ID, "spec-lr-error").text
     assert "/new" in browser.current_url
@@ -73,19 +75,20 @@ def test_new_run_form_shows_errors_next_to_fields(api, browser, screenshot):
 
 def test_run_from_the_form_goes_live_to_succeeded_and_draws(api, browser, screenshot):
     browser.get(f"{api.url}/#/new")
-    _wait(browser, lambda: browser.find_elements(By.ID, "preset-paper"))
+    _wait(browser, lambda: browser.find_elements(By.ID, "preset-paper"), "the paper preset")
     browser.find_element(By.ID, "preset-paper").click()
     browser.find_element(By.ID, "spec-steps").send_keys("8000")
     browser.find_element(By.ID, "submit-run").click()
-    _wait(browser, lambda: "#/runs/" in browser.current_url)
-    _wait(browser, lambda: _status(browser) in ("queued", "running", "succeeded"))
-    _wait(browser, lambda: _status(browser) == "succeeded")
+    _wait(browser, lambda: "#/runs/" in browser.current_url, "the run page")
+    _wait(browser, lambda: _status(browser) in ("queued", "running", "succeeded"), "a status")
+    _wait(browser, lambda: _status(browser) == "succeeded", "status succeeded")
     _wait(
         browser,
         lambda: (
             (pts := browser.execute_script(POINTS_SCRIPT, "directional_error")) != -1
             and 1000 < pts[0] <= MAX_POINTS  # downsampled to at most max_points
         ),
+        "the downsampled directional_error chart",
     )
     for name in ("directional_error", "loss", "norm"):
         assert browser.execute_script(INK_SCRIPT, f"#chart-{name}") > 500, name
@@ -103,6 +106,7 @@ def test_run_from_the_form_goes_live_to_succeeded_and_draws(api, browser, screen
     _wait(  # re-read with log-spaced buckets, and step 0 dropped from a log axis
         browser,
         lambda: 0 < browser.execute_script(POINTS_SCRIPT, "directional_error")[0] != linear_points,
+        "the chart re-read on a log axis",
     )
     screenshot("run-page-log-x")
 
@@ -112,18 +116,24 @@ def test_runs_list_and_compare_page(api, browser, screenshot):
         httpx.post(f"{api.url}/experiments", json={"depth": d, "steps": 3000}).json()["id"]
         for d in (1, 2)
     ]
-    wait_for(lambda: all(_finished(api, i) for i in ids), timeout=60)
+    wait_for(lambda: all(_finished(api, i) for i in ids), "both runs to finish")
     browser.get(f"{api.url}/#/")
     _wait(
-        browser, lambda: len(browser.find_elements(By.CSS_SELECTOR, "#runs tbody tr[data-id]")) >= 3
+        browser,
+        lambda: len(browser.find_elements(By.CSS_SELECTOR, "#runs tbody tr[data-id]")) >= 3,
+        "3 rows in the runs list",
     )
     for experiment_id in ids:
         row = browser.find_element(By.CSS_SELECTOR, f'#runs tr[data-id="{experiment_id}"]')
         row.find_element(By.CSS_SELECTOR, "input[type=checkbox]").click()
     screenshot("runs-list")
     browser.find_element(By.ID, "compare-selected").click()
-    _wait(browser, lambda: "#/compare" in browser.current_url)
-    _wait(browser, lambda: browser.execute_script(POINTS_SCRIPT, "compare") not in (-1, None))
+    _wait(browser, lambda: "#/compare" in browser.current_url, "the compare page")
+    _wait(
+        browser,
+        lambda: browser.execute_script(POINTS_SCRIPT, "compare") not in (-1, None),
+        "the compare chart",
+    )
     points = browser.execute_script(POINTS_SCRIPT, "compare")
     assert points == [MAX_POINTS] * 4  # two runs, each with its dashed theory curve
     assert browser.execute_script(INK_SCRIPT, "#chart-compare") > 500
@@ -134,9 +144,9 @@ def test_runs_list_and_compare_page(api, browser, screenshot):
 def test_cancel_button_stops_a_running_run(api, browser):
     experiment_id = httpx.post(f"{api.url}/experiments", json={"steps": 1_000_000}).json()["id"]
     browser.get(f"{api.url}/#/runs/{experiment_id}")
-    _wait(browser, lambda: _status(browser) == "running")
+    _wait(browser, lambda: _status(browser) == "running", "status running")
     browser.find_element(By.ID, "cancel").click()
-    _wait(browser, lambda: _status(browser) == "canceled", timeout=15)
+    _wait(browser, lambda: _status(browser) == "canceled", "status canceled", timeout=15)
 
 
 @pytest.mark.parametrize("path", ["/", "/ui/app.js", "/ui/vendor/uPlot.iife.min.js"])

@@ -1,25 +1,13 @@
-"""The one upsert helper, on SQLite and, where one answers, a scratch PostgreSQL database."""
+"""The one upsert helper, on SQLite and PostgreSQL (the `db` fixture)."""
 
 from datetime import UTC, datetime
 
-import pytest
 from sqlalchemy import insert, select
 
-from core.db import make_engine, upgrade_schema, upsert
+from core.db import upsert
 from core.models import Checkpoint, Experiment, db_now
-from tests.service.scratch_postgres import scratch_postgres_url
 
 KEY, CONTENT = ["experiment_id"], ["step", "state", "saved_at"]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request, tmp_path):
-    sqlite_url = f"sqlite:///{tmp_path / 'db.db'}"
-    for url in [sqlite_url] if request.param == "sqlite" else scratch_postgres_url():
-        upgrade_schema(url)
-        engine = make_engine(url)
-        yield engine
-        engine.dispose()
 
 
 def _experiments(engine, count: int) -> list[int]:

@@ -1,4 +1,4 @@
-"""The packed metric store on SQLite and, where one answers, a scratch PostgreSQL database."""
+"""The packed metric store on SQLite and on a scratch PostgreSQL database."""
 
 import math
 
@@ -10,7 +10,6 @@ from core import metric_store
 from core.db import make_engine, upgrade_schema
 from core.metric_store import CHUNK_STEPS, SeriesArrays
 from core.models import Experiment
-from tests.service.scratch_postgres import scratch_postgres_url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -22,11 +21,11 @@ def store_db(request, tmp_path):
         yield engine
         engine.dispose()
         return
-    for url in scratch_postgres_url():
-        upgrade_schema(url)
-        engine = make_engine(url)
-        yield engine
-        engine.dispose()
+    url = request.getfixturevalue("scratch_postgres_url")
+    upgrade_schema(url)
+    engine = make_engine(url)
+    yield engine
+    engine.dispose()
 
 
 def _experiment(engine) -> int:

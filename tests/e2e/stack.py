@@ -7,14 +7,17 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
+from tests.waiting import wait_for
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
+STARTUP_SECONDS = 120.0
+"""How long the API may take to answer: imports alone take a minute on a starved machine."""
 
 
 def _free_port() -> int:
@@ -49,10 +52,12 @@ class Stack:
 
     def start_api(self) -> subprocess.Popen:
         process = self.start("service", "--host", "127.0.0.1", "--port", str(self.port))
-        wait_for(lambda: self._healthy(), timeout=30)
+        wait_for(lambda: self._healthy(process), "the API to answer /healthz", STARTUP_SECONDS)
         return process
 
-    def _healthy(self) -> bool:
+    def _healthy(self, process: subprocess.Popen) -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"the API exited with {process.returncode} before answering")
         try:
             return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
         except httpx.HTTPError:
@@ -73,16 +78,6 @@ class Stack:
                 process.wait()
         for log in self.log_files:
             log.close()
-
-
-def wait_for(predicate, timeout: float = 60.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("timed out waiting")
 
 
 @contextmanager

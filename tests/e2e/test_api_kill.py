@@ -11,7 +11,8 @@ import httpx
 from sqlalchemy import func, select
 
 from core.models import Experiment
-from tests.e2e.stack import Stack, wait_for
+from tests.e2e.stack import Stack
+from tests.waiting import wait_for
 
 CLIENTS = 8
 ACKS_BEFORE_KILL = 40
@@ -55,7 +56,10 @@ def test_sigkilled_api_keeps_every_acknowledged_creation_once(stack: Stack, db):
     posters = Posters(stack.url)
     posters.start()
     try:
-        wait_for(lambda: len(posters.acknowledged) >= ACKS_BEFORE_KILL, timeout=60)
+        wait_for(
+            lambda: len(posters.acknowledged) >= ACKS_BEFORE_KILL,
+            f"{ACKS_BEFORE_KILL} acknowledged creates",
+        )
         api.send_signal(signal.SIGKILL)
         api.wait()
     finally:
@@ -101,7 +105,9 @@ def test_requests_past_db_wait_seconds_get_503_with_retry_after(stack: Stack, db
             creation = threading.Thread(target=lambda: posted.append(client.post("/experiments")))
             posted: list[httpx.Response] = []
             creation.start()
-            wait_for(lambda: _healthz_status(stack.url) == 503, timeout=30)
+            wait_for(
+                lambda: _healthz_status(stack.url) == 503, "/healthz to answer 503", timeout=30
+            )
             queued = httpx.get(f"{stack.url}/healthz", timeout=30)
             blocker.commit()
             creation.join(timeout=60)

@@ -12,8 +12,9 @@ from sqlalchemy import func, select
 
 from core.db import make_engine, upgrade_schema
 from core.models import Claim, WorkerRow, db_now
-from tests.e2e.stack import Stack, stopped_at_end, wait_for
+from tests.e2e.stack import Stack, stopped_at_end
 from tests.e2e.test_recovery import FAST_LEASES
+from tests.waiting import wait_for
 
 UNBOUNDED = {"DIRCONV_MAX_RUN_BYTES": "1000000000000000", "DIRCONV_MAX_RUN_POINTS": "1000000000000"}
 """Lets the API accept a run that no worker can hold, to see what the workers make of it."""
@@ -31,13 +32,16 @@ def _submit(stack: Stack, spec: dict) -> int:
 
 
 def _ended(stack: Stack, experiment_id: int, timeout: float = 120) -> dict:
-    wait_for(lambda: _read(stack, experiment_id)["status"] in DONE, timeout=timeout)
+    wait_for(lambda: _read(stack, experiment_id)["status"] in DONE, "the run to end", timeout)
     return _read(stack, experiment_id)
 
 
 def _start_workers(stack: Stack, count: int) -> list:
     workers = [stack.start("worker") for _ in range(count)]
-    wait_for(lambda: httpx.get(f"{stack.url}/workers").json()["count"] == count)
+    wait_for(
+        lambda: httpx.get(f"{stack.url}/workers").json()["count"] == count,
+        f"{count} workers to register",
+    )
     return workers
 
 
@@ -96,12 +100,12 @@ def test_a_write_lock_held_past_the_lease_as_a_run_ends_does_not_fail_it(tmp_pat
         (worker,) = _start_workers(stack, 1)
         spec = {"depth": 3, "steps": 10_000, "batch_size": 20_000, "log_every": 10}
         experiment_id = _submit(stack, spec)
-        wait_for(lambda: _read(stack, experiment_id)["progress"]["step"] > 0)
+        wait_for(lambda: _read(stack, experiment_id)["progress"]["step"] > 0, "first progress")
         lock = sqlite3.connect(path, isolation_level=None)
         lock.execute("BEGIN IMMEDIATE")  # every write of the worker now fails after 50 ms
         try:
-            wait_for(lambda: "event=drain_waiting" in stack.logs(), timeout=120)
-            wait_for(lambda: _silent_workers(db, seconds=1.0) == 1)  # the lease ran out
+            wait_for(lambda: "event=drain_waiting" in stack.logs(), "drain_waiting", timeout=120)
+            wait_for(lambda: _silent_workers(db, seconds=1.0) == 1, "the worker's lease to run out")
         finally:
             lock.execute("ROLLBACK")
             lock.close()

@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import select
 
 from core.models import Claim, Experiment
-from tests.e2e.stack import Stack, wait_for
+from tests.e2e.stack import Stack
+from tests.waiting import wait_for
 
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 """For tests of HTTP and processes, not of the database (tests/worker covers both)."""
@@ -28,7 +29,9 @@ def test_submit_run_and_read_metrics_over_http(stack):
     created = httpx.post(f"{stack.url}/experiments", json=spec)
     assert created.status_code == 201, created.text
     experiment_id = created.json()["id"]
-    wait_for(lambda: _experiment(stack, experiment_id)["status"] == "succeeded")
+    wait_for(
+        lambda: _experiment(stack, experiment_id)["status"] == "succeeded", "the run to succeed"
+    )
     metrics = httpx.get(
         f"{stack.url}/experiments/{experiment_id}/metrics",
         params={"names": "directional_error,norm"},
@@ -46,10 +49,12 @@ def test_cancel_reaches_a_worker_process_within_a_second(stack):
     stack.start_api()
     stack.start("worker")
     experiment_id = httpx.post(f"{stack.url}/experiments", json={"steps": 1_000_000}).json()["id"]
-    wait_for(lambda: _experiment(stack, experiment_id)["progress"]["step"] > 0)
+    wait_for(lambda: _experiment(stack, experiment_id)["progress"]["step"] > 0, "first progress")
     asked = time.monotonic()
     assert httpx.post(f"{stack.url}/experiments/{experiment_id}/cancel").status_code == 202
-    wait_for(lambda: _experiment(stack, experiment_id)["status"] == "canceled", timeout=5)
+    wait_for(
+        lambda: _experiment(stack, experiment_id)["status"] == "canceled", "the cancel", timeout=5
+    )
     assert time.monotonic() - asked < 1.5
 
 
@@ -58,13 +63,16 @@ def test_sigterm_checkpoints_the_run_and_another_worker_resumes_it(stack, db):
     first = stack.start("worker")
     spec = {"steps": 12_000, "log_every": 100, "batch_size": 20_000}
     experiment_id = httpx.post(f"{stack.url}/experiments", json=spec).json()["id"]
-    wait_for(lambda: _experiment(stack, experiment_id)["progress"]["step"] > 0)
+    wait_for(lambda: _experiment(stack, experiment_id)["progress"]["step"] > 0, "first progress")
     first.send_signal(signal.SIGTERM)
     assert first.wait(timeout=10) == 0
     assert _experiment(stack, experiment_id)["status"] == "queued"
     assert httpx.get(f"{stack.url}/workers").json()["count"] == 0
     stack.start("worker")
-    wait_for(lambda: _experiment(stack, experiment_id)["status"] == "succeeded")
+    wait_for(
+        lambda: _experiment(stack, experiment_id)["status"] == "succeeded",
+        "the resumed run to succeed",
+    )
     steps = httpx.get(f"{stack.url}/experiments/{experiment_id}/metrics").json()["series"]
     assert steps["norm"]["steps"] == list(range(0, 12_001, 100))
     with db.connect() as connection:
@@ -94,7 +102,9 @@ def test_depth_sweep_over_http_shows_deeper_converges_faster(stack):
     created = httpx.post(f"{stack.url}/sweeps", json=body)
     assert created.status_code == 201, created.text
     sweep_url = f"{stack.url}/sweeps/{created.json()['id']}"
-    wait_for(lambda: httpx.get(sweep_url).json()["counts"]["succeeded"] == 4)
+    wait_for(
+        lambda: httpx.get(sweep_url).json()["counts"]["succeeded"] == 4, "4 members to succeed"
+    )
     members = httpx.get(f"{sweep_url}/metrics", params={"name": "directional_error"}).json()
     at_4000 = {
         m["grid_values"]["depth"]: m["values"][m["steps"].index(4000)] for m in members["members"]

@@ -13,7 +13,8 @@ from sqlalchemy import func, select
 
 from core.models import Claim, Experiment
 from core.spec import LOGGED_METRICS, ExperimentSpec
-from tests.e2e.stack import Stack, wait_for
+from tests.e2e.stack import Stack
+from tests.waiting import wait_for
 from worker import engine as training
 
 FAST_LEASES = {
@@ -69,13 +70,16 @@ def test_sigkilled_workers_leave_a_run_that_equals_the_uninterrupted_one(stack, 
         # margin keeps the kill (up to ~0.3 s of training later) inside the third.
         target = chance.uniform(kill * STEPS / 3 + 200, (kill + 1) * STEPS / 3 - 2500)
         victim = stack.start("worker")
-        wait_for(lambda t=target: _progress(client, experiment_id) >= t, timeout=60)
+        # Its claim first: until then the progress read is the previous victim's.
+        claims = kill + 1
+        wait_for(lambda n=claims: _claims(db, experiment_id) == n, f"claim {claims} of the run")
+        wait_for(lambda t=target: _progress(client, experiment_id) >= t, f"step {target:.0f}")
         time.sleep(chance.uniform(0.0, 0.15))
         victim.send_signal(signal.SIGKILL)
         victim.wait()
     stack.start("worker")
     read = lambda: client.get(f"/experiments/{experiment_id}").json()  # noqa: E731
-    wait_for(lambda: read()["status"] in ("succeeded", "failed"), timeout=120)
+    wait_for(lambda: read()["status"] in ("succeeded", "failed"), "the run to end", timeout=120)
     experiment = read()
     assert experiment["status"] == "succeeded", experiment["error"]
     elapsed = time.monotonic() - started
@@ -93,12 +97,12 @@ def test_sigkilled_workers_leave_a_run_that_equals_the_uninterrupted_one(stack, 
 def test_four_workers_claim_forty_runs_exactly_once_each(stack, client, db):
     for _ in range(4):
         stack.start("worker")
-    wait_for(lambda: client.get("/workers").json()["count"] == 4, timeout=60)
+    wait_for(lambda: client.get("/workers").json()["count"] == 4, "4 workers to register")
     started = time.monotonic()
     spec = {"steps": 200, "log_every": 10}
     ids = [client.post("/experiments", json=spec).json()["id"] for _ in range(40)]
     listed = lambda: client.get("/experiments", params={"status": "succeeded"}).json()  # noqa: E731
-    wait_for(lambda: listed()["count"] == 40, timeout=120)
+    wait_for(lambda: listed()["count"] == 40, "40 runs to succeed", timeout=120)
     elapsed = time.monotonic() - started
     with db.connect() as connection:
         counts = select(Claim.experiment_id, func.count()).group_by(Claim.experiment_id)
@@ -121,11 +125,11 @@ def test_restarting_the_api_under_a_running_worker_loses_nothing(stack):
     spec = {"steps": 8_000, "log_every": 10}
     experiment_id = httpx.post(f"{stack.url}/experiments", json=spec).json()["id"]
     read = lambda: httpx.get(f"{stack.url}/experiments/{experiment_id}").json()  # noqa: E731
-    wait_for(lambda: read()["progress"]["step"] > 0)
+    wait_for(lambda: read()["progress"]["step"] > 0, "first progress")
     api.send_signal(signal.SIGKILL)
     api.wait()
     stack.start_api()
-    wait_for(lambda: read()["status"] == "succeeded")
+    wait_for(lambda: read()["status"] == "succeeded", "the run to succeed")
     series = httpx.get(f"{stack.url}/experiments/{experiment_id}/metrics").json()["series"]
     assert series["directional_error"]["steps"] == list(range(0, 8_001, 10))
     assert (

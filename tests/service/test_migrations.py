@@ -9,7 +9,6 @@ from sqlalchemy import inspect, text
 from alembic import command
 from core import metric_store
 from core.db import alembic_config, make_engine, upgrade_schema
-from tests.service.scratch_postgres import scratch_postgres_url
 
 POINTS = [(s, 1.0 / (s + 1)) for s in range(0, 9000, 3)] + [(9001, None), (9002, math.inf)]
 
@@ -20,8 +19,7 @@ def old_url(request, tmp_path):
     if request.param == "sqlite":
         yield from _at_0001(f"sqlite:///{tmp_path / 'old.db'}")
     else:
-        for url in scratch_postgres_url():
-            yield from _at_0001(url)
+        yield from _at_0001(request.getfixturevalue("scratch_postgres_url"))
 
 
 def _at_0001(url: str):

@@ -11,13 +11,17 @@ from core.db import session_scope
 from core.models import Checkpoint, Experiment, utcnow
 from core.settings import Settings
 from core.spec import ExperimentSpec
-from tests.e2e.stack import wait_for
+from tests.waiting import wait_for
 from worker.engine import MetricBlock
 from worker.loop import Member, MetricBuffer, Worker
 
 
 def _worker(db) -> Worker:
     return Worker(db, Settings(flush_seconds=0.05, poll_seconds=0.05))
+
+
+def _step(client, experiment_id: int) -> int:
+    return client.get(f"/experiments/{experiment_id}").json()["progress"]["step"]
 
 
 def _point_count(db, experiment_id: int) -> int:
@@ -68,7 +72,7 @@ def test_cancel_stops_a_running_run_within_a_second(client, db):
     worker = _worker(db)
     thread = threading.Thread(target=worker.run_one)
     thread.start()
-    wait_for(lambda: client.get(f"/experiments/{experiment_id}").json()["progress"]["step"])
+    wait_for(lambda: _step(client, experiment_id), "the run's first progress")
     asked = time.monotonic()
     assert client.post(f"/experiments/{experiment_id}/cancel").status_code == 202
     thread.join(timeout=5)
@@ -84,7 +88,7 @@ def test_stopping_the_worker_checkpoints_and_requeues_its_run_without_using_an_a
     worker = _worker(db)
     thread = threading.Thread(target=worker.run_forever)
     thread.start()
-    wait_for(lambda: client.get(f"/experiments/{experiment_id}").json()["progress"]["step"])
+    wait_for(lambda: _step(client, experiment_id), "the run's first progress")
     assert [w["experiment_id"] for w in client.get("/workers").json()["data"]] == [experiment_id]
     worker.stop()
     thread.join(timeout=10)
@@ -116,8 +120,7 @@ def test_metric_buffer_flushes_by_size_and_by_time(client, db):
     buffer.flush()
     assert member.pending_points() == 0 and _point_count(db, experiment_id) == 8
     buffer.settings = Settings(flush_points=10**6, flush_seconds=0.01)
-    time.sleep(0.02)
-    assert buffer.due()
+    wait_for(buffer.due, "the buffer to come due by time", timeout=5)
 
 
 def _queued(db, spec: ExperimentSpec) -> int:

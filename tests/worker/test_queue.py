@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from sqlalchemy import func, select, update
@@ -13,6 +11,7 @@ from core.models import Checkpoint, Claim, Experiment, WorkerRow, db_now
 from core.settings import Settings
 from core.spec import ExperimentSpec
 from core.status import Status
+from tests.waiting import wait_for
 from worker import engine as training
 from worker import queue
 from worker.loop import Worker
@@ -38,6 +37,16 @@ def _settings(**overrides) -> Settings:
 def _experiment(db, experiment_id: int) -> Experiment:
     with db.connect() as connection:
         return connection.execute(select(Experiment).where(Experiment.id == experiment_id)).one()
+
+
+def _holder_silent(db, experiment_id: int, seconds: float) -> bool:
+    """No heartbeat from the run's worker for `seconds`, on the database's clock (as `reap`
+    judges it)."""
+    holder = select(Experiment.worker_id).where(Experiment.id == experiment_id).scalar_subquery()
+    recent = WorkerRow.last_heartbeat >= db_now(seconds)
+    alive = select(func.count()).select_from(WorkerRow).where(WorkerRow.id == holder, recent)
+    with db.connect() as connection:
+        return connection.scalar(alive) == 0
 
 
 def _series(db, experiment_id: int, name: str) -> tuple[list[int], list[float]]:
@@ -87,7 +96,9 @@ def test_crashed_runs_resume_from_their_checkpoint_exactly(client, db):
         settings = _settings(max_attempts=10, checkpoint_seconds=checkpoint_seconds)
         _crash_after(Worker(db, settings), flushes)
         assert _experiment(db, experiment_id).status == "running"
-        time.sleep(0.25)  # the lease runs out: these workers never sent a heartbeat
+        wait_for(
+            lambda: _holder_silent(db, experiment_id, 0.2), "the crashed worker's lease to lapse"
+        )
     assert Worker(db, _settings(max_attempts=10)).run_one()
     experiment = _experiment(db, experiment_id)
     assert experiment.status == "succeeded", experiment.error
@@ -109,7 +120,9 @@ def test_a_run_that_keeps_losing_its_worker_fails_saying_why(client, db):
     experiment_id = client.post("/experiments", json={"steps": 100_000}).json()["id"]
     for _ in range(2):
         _crash_after(Worker(db, _settings(max_attempts=2)), 2)
-        time.sleep(0.25)
+        wait_for(
+            lambda: _holder_silent(db, experiment_id, 0.2), "the crashed worker's lease to lapse"
+        )
     assert not Worker(db, _settings(max_attempts=2)).run_one()
     experiment = _experiment(db, experiment_id)
     assert experiment.status == "failed"
@@ -125,7 +138,7 @@ def test_reaper_spares_workers_that_send_heartbeats(client, db):
     assert lifecycle.claim_next(db, INFO.id).id == experiment_id
     queue.heartbeat(db, INFO)
     assert lifecycle.reap(db, lease_seconds=30, max_attempts=3) == 0
-    time.sleep(0.3)
+    wait_for(lambda: _holder_silent(db, experiment_id, 0.2), "the worker's lease to lapse")
     assert lifecycle.reap(db, lease_seconds=0.2, max_attempts=3) == 1
     experiment = _experiment(db, experiment_id)
     assert (experiment.status, experiment.worker_id, experiment.attempts) == ("queued", None, 1)
