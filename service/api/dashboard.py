@@ -22,7 +22,19 @@ def dashboard() -> FileResponse:
 @router.get("/ui/{path:path}")
 def dashboard_asset(path: str) -> FileResponse:
     """Serve a file under service/web/ (the chart library sits in vendor/, from npm)."""
-    target = WEB_DIR / "missing" if "\x00" in path else (WEB_DIR / path).resolve()
-    if not target.is_relative_to(WEB_DIR) or not target.is_file():
-        raise HTTPException(status_code=404, detail=f"no dashboard file {path!r}")
+    target = _asset(path)
+    if target is None:
+        raise HTTPException(status_code=404, detail=f"no dashboard file {path[:100]!r}")
     return FileResponse(target, headers=NO_CACHE)
+
+
+def _asset(path: str) -> Path | None:
+    """The file under WEB_DIR that `path` names, or None (outside it, missing, or a name the
+    filesystem refuses: NUL, too long)."""
+    if "\x00" in path:
+        return None
+    try:
+        target = (WEB_DIR / path).resolve()
+        return target if target.is_relative_to(WEB_DIR) and target.is_file() else None
+    except OSError:
+        return None

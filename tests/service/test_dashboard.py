@@ -40,3 +40,10 @@ def test_chart_library_is_pinned_from_npm_not_committed():
     package = json.loads((REPO_ROOT / "package.json").read_text())
     assert package["dependencies"]["uplot"].count(".") == 2  # an exact version
     assert "service/web/vendor/" in (REPO_ROOT / ".gitignore").read_text()
+
+
+def test_a_path_the_filesystem_refuses_is_a_404_with_a_short_detail(client):
+    for path in ["a" * 5000, "a/" * 3000]:
+        response = client.get(f"/ui/{path}")
+        assert response.status_code == 404
+        assert len(response.json()["detail"]) < 200
