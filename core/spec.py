@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -41,12 +42,33 @@ MAX_PARAMETERS = 20_000_000
 DEFAULT_STEPS = 20_000
 
 
+def _storable_name(name: str) -> str:
+    if not is_storable_text(name):
+        raise ValueError("name must not contain NUL characters or lone surrogates")
+    return name
+
+
+StorableName = Annotated[str, AfterValidator(_storable_name)]
+"""A run's or sweep's name: text every database can store."""
+
+
+def is_storable_text(text: str) -> bool:
+    """Whether every database can store `text`: PostgreSQL refuses NUL, UTF-8 lone surrogates."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class ExperimentSpec(BaseModel):
     """What to run. Unknown fields are rejected; `width`, `teacher`, `init_vector` are filled in."""
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: StorableName | None = Field(default=None, min_length=1, max_length=200)
     tags: list[str] = Field(default_factory=list, max_length=50)
     depth: int = Field(default=1, ge=1, le=MAX_DEPTH)
     dim: int = Field(default=2, ge=2, le=MAX_DIM)
@@ -66,13 +88,6 @@ class ExperimentSpec(BaseModel):
     seed: int = Field(default=0, ge=0, le=MAX_INT)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["float32", "float64"] = "float32"
-
-    @field_validator("name")
-    @classmethod
-    def _name_is_printable(cls, name: str | None) -> str | None:
-        if name is not None and not is_storable_text(name):
-            raise ValueError("name must not contain NUL characters or lone surrogates")
-        return name
 
     @field_validator("tags")
     @classmethod
@@ -216,17 +231,6 @@ def _default_init_vector(dim: int) -> list[float]:
     vector = _basis(dim, 0)
     vector[0], vector[-1] = 0.6, 0.8
     return vector
-
-
-def is_storable_text(text: str) -> bool:
-    """Whether every database can store `text`: PostgreSQL refuses NUL, UTF-8 lone surrogates."""
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _checked_norm(vector: list[float], dim: int | None, field: str) -> float:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from core.spec import is_storable_text
+from core.spec import StorableName
 
 
 class Progress(BaseModel):
@@ -107,16 +107,9 @@ class SweepCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: StorableName | None = Field(default=None, min_length=1, max_length=200)
     base: dict[str, Any] = Field(default_factory=dict)
     grid: dict[str, list[Any]] = Field(min_length=1)
-
-    @field_validator("name")
-    @classmethod
-    def _name_is_storable(cls, name: str | None) -> str | None:
-        if name is not None and not is_storable_text(name):
-            raise ValueError("name must not contain NUL characters or lone surrogates")
-        return name
 
 
 class SweepCreated(BaseModel):
