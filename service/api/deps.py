@@ -13,6 +13,7 @@ from sqlalchemy import event
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
+from core import metric_store
 from core.cost import Overrun
 from core.db import IMMEDIATE
 from core.models import Base, key_range
@@ -108,6 +109,29 @@ def reused_key_refused() -> Iterator[None]:
         yield
     except KeyReused as exc:
         raise invalid(("header", "Idempotency-Key"), str(exc)) from None
+
+
+def check_answer_size(
+    session: Session,
+    experiment_ids: list[int],
+    names: list[str],
+    bounds: dict,
+    max_points: int | None,
+) -> None:
+    """Refuse (422 naming `max_points`) a JSON answer that would hold more than
+    DIRCONV_MAX_READ_POINTS points, before reading any of them."""
+    counts = metric_store.count_in_range(session, experiment_ids, names, **bounds)
+    total = sum(
+        count if max_points is None else min(count, max_points) for count in counts.values()
+    )
+    limit = get_settings().max_read_points
+    if total > limit:
+        raise invalid(
+            ("query", "max_points"),
+            f"the answer would hold {total:,} points; at most {limit:,} "
+            "(DIRCONV_MAX_READ_POINTS): pass max_points, narrow start_step/end_step, or "
+            "export all points as CSV or Parquet (/experiments/{id}/metrics.csv, .parquet)",
+        )
 
 
 def invalid(location: tuple[str, ...], message: str) -> RequestValidationError:

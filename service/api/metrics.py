@@ -10,10 +10,9 @@ from sqlalchemy.orm import Session
 from core import metric_store
 from core.metrics import METRICS
 from core.models import Experiment
-from core.settings import get_settings
 from core.spec import LOGGED_METRICS, MAX_INT, METRIC_NAMES
 from service import exports, store
-from service.api.deps import ReadSession, get_or_404, invalid
+from service.api.deps import ReadSession, check_answer_size, get_or_404, invalid
 from service.api.errors import documented
 from service.schemas import CompareRead, MetricDefinition, MetricDefinitionList, MetricsRead
 
@@ -157,29 +156,6 @@ def _windows(
 ) -> Iterator[dict[str, metric_store.SeriesArrays]]:
     bounds = {"start_step": start_step, "end_step": end_step}
     return metric_store.windows(request.app.state.engine, experiment_id, names, **bounds)
-
-
-def check_answer_size(
-    session: Session,
-    experiment_ids: list[int],
-    names: list[str],
-    bounds: dict,
-    max_points: int | None,
-) -> None:
-    """Refuse (422 naming `max_points`) a JSON answer that would hold more than
-    DIRCONV_MAX_READ_POINTS points, before reading any of them."""
-    counts = metric_store.count_in_range(session, experiment_ids, names, **bounds)
-    total = sum(
-        count if max_points is None else min(count, max_points) for count in counts.values()
-    )
-    limit = get_settings().max_read_points
-    if total > limit:
-        raise invalid(
-            ("query", "max_points"),
-            f"the answer would hold {total:,} points; at most {limit:,} "
-            "(DIRCONV_MAX_READ_POINTS): pass max_points, narrow start_step/end_step, or "
-            "export all points as CSV or Parquet (/experiments/{id}/metrics.csv, .parquet)",
-        )
 
 
 def _checked(

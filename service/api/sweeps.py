@@ -10,9 +10,14 @@ from core.models import Sweep
 from core.settings import get_settings
 from core.spec import MAX_INT, METRIC_NAMES
 from service import exports, idempotency, sweep_store
-from service.api.deps import ReadSession, WriteSession, get_or_404, reused_key_refused
+from service.api.deps import (
+    ReadSession,
+    WriteSession,
+    check_answer_size,
+    get_or_404,
+    reused_key_refused,
+)
 from service.api.errors import documented
-from service.api.metrics import check_answer_size
 from service.idempotency import BodyDigest, KeyHeader
 from service.schemas import (
     SweepCreate,
