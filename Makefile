@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
-# The dashboard's chart library: an npm package, copied where the API serves it (git-ignored).
+# The web assets (uPlot for the dashboard, Swagger UI for /docs): npm packages, copied where the
+# API serves them (git-ignored) by scripts/vendor-assets.sh.
 VENDOR := service/web/vendor
 VENDOR_STAMP := $(VENDOR)/.installed-stamp
 
@@ -18,12 +19,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-$(VENDOR_STAMP): package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
-	mkdir -p $(VENDOR)
-	cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css \
-	   node_modules/uplot/LICENSE $(VENDOR)/
-	touch $(VENDOR_STAMP)
+$(VENDOR_STAMP): package.json package-lock.json scripts/vendor-assets.sh
+	bash scripts/vendor-assets.sh
 
 run: $(STAMP) $(VENDOR_STAMP)
 	mkdir -p data

@@ -41,7 +41,10 @@ def create_app(database_url: str | None = None) -> FastAPI:
         yield
         engine.dispose()
 
-    app = FastAPI(title="dirconv", version="0.1.0", lifespan=lifespan)
+    # /docs is served by service/api/docs.py from local assets; /redoc would load a CDN.
+    app = FastAPI(
+        title="dirconv", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     app.state.engine = engine
     app.include_router(api_router)
     app.add_middleware(BodyLimit, max_bytes=get_settings().max_body_bytes)

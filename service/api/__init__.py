@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from service.api import dashboard, experiments, health, metrics, sweeps, theory, workers
+from service.api import dashboard, docs, experiments, health, metrics, sweeps, theory, workers
 from service.api.errors import documented
 
 # Any request may be too big or find the database down.
@@ -13,5 +13,6 @@ api_router.include_router(metrics.router)
 api_router.include_router(sweeps.router)
 api_router.include_router(theory.router)
 api_router.include_router(dashboard.router)
+api_router.include_router(docs.router)
 api_router.include_router(metrics.compare_router)
 api_router.include_router(workers.router)
