@@ -4,6 +4,8 @@ the client talks only HTTP, and no module imports itself in a circle."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -78,3 +80,45 @@ def test_no_module_imports_itself_in_a_circle():
         if module not in state:
             visit(module, [module])
     assert cycles == []
+
+
+WORKER_ONLY = {"torch", "numba", "llvmlite"}
+"""Third-party packages of the `worker` extra: the API image has none of them."""
+API_SIDE = ("core", "service", "dirconv")
+
+
+def _third_party_imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_the_api_side_imports_no_worker_only_package():
+    found = sorted(
+        f"{path.relative_to(REPO_ROOT)} -> {name}"
+        for package in API_SIDE
+        for path in (REPO_ROOT / package).rglob("*.py")
+        for name in _third_party_imports(path) & WORKER_ONLY
+    )
+    assert found == []
+
+
+def test_importing_every_api_module_loads_neither_torch_nor_numba():
+    # Catches a dependency that pulls torch in behind our back, which the AST check cannot see.
+    script = (
+        "import importlib, pkgutil, sys\n"
+        f"for package in {API_SIDE!r}:\n"
+        "    for module in pkgutil.walk_packages(importlib.import_module(package).__path__,\n"
+        "                                        package + '.'):\n"
+        "        importlib.import_module(module.name)\n"
+        f"print(sorted(set({sorted(WORKER_ONLY)!r}) & set(sys.modules)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"
