@@ -5,10 +5,10 @@ Every test that asks for `database_url`, `db` or `client` runs once per backend.
 the local one (`.ci/run` starts it): DIRCONV_TEST_POSTGRES_URL names a database to connect to
 for creating the test databases.
 
-The PostgreSQL policy, one for the whole suite: every test that uses PostgreSQL gets it through
-`postgres_url` (one migrated database per session) or `scratch_postgres_url` (an empty one per
-test). Where PostgreSQL does not answer, those tests fail saying how to start it; only
-DIRCONV_TEST_POSTGRES=off skips them (the PostgreSQL half), never an unreachable server.
+Every test that uses PostgreSQL gets it through `postgres_url` (one migrated database per
+session) or `scratch_postgres_url` (an empty one per test). Where PostgreSQL does not answer,
+those tests skip, or fail when DIRCONV_TEST_REQUIRE names `postgres` (`.ci/run` sets it): the
+policy of tests/prerequisites.py, which also ends the run with one line on what was skipped.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from core.db import make_engine, upgrade_schema
 from core.models import Base
 from core.settings import get_settings
 from service.main import create_app
+from tests import prerequisites
 
 POSTGRES_URL = os.environ.get(
     "DIRCONV_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -36,18 +37,29 @@ BACKENDS = ["sqlite", "postgresql"]
 TABLES = ", ".join(table.name for table in Base.metadata.sorted_tables)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    prerequisites.required()  # an unknown name in DIRCONV_TEST_REQUIRE stops the run here
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    prerequisites.count_skip(report)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # After pytest's own summary, so that this is the run's last line.
+    line = prerequisites.closing_line()
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if line and reporter is not None:
+        reporter.write_line(line, yellow=True, bold=True)
+
+
 def _admin_connection() -> psycopg.Connection:
     """A connection for creating and dropping test databases, under the policy above."""
-    if os.environ.get("DIRCONV_TEST_POSTGRES") == "off":
-        pytest.skip("DIRCONV_TEST_POSTGRES=off")
     try:
         return _connect_admin()
     except psycopg.OperationalError as exc:
-        pytest.fail(
-            f"PostgreSQL at {POSTGRES_URL} is not reachable ({exc}); start it with "
-            "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` "
-            "or set DIRCONV_TEST_POSTGRES=off"
-        )
+        reason = str(exc).strip().splitlines()[0][:200]
+        prerequisites.missing("postgres", f"{POSTGRES_URL.split('@')[-1]}: {reason}")
 
 
 def _connect_admin() -> psycopg.Connection:

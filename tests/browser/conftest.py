@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from tests import prerequisites
 from tests.e2e.stack import REPO_ROOT, Stack, api_and_worker
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
+CHROMIUM = Path(os.environ.get("DIRCONV_TEST_CHROMIUM", "/usr/bin/chromium"))
+CHROMEDRIVER = Path(os.environ.get("DIRCONV_TEST_CHROMEDRIVER", "/usr/bin/chromedriver"))
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 CHROMIUM_FLAGS = (
     "--headless",
@@ -29,6 +30,20 @@ CHROMIUM_FLAGS = (
 )
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test that drives Chromium skips (or, where required, fails) without one, before any
+    of its fixtures starts a stack."""
+    if "browser" in getattr(item, "fixturenames", ()):
+        require_chromium()
+
+
+def require_chromium() -> None:
+    absent = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
+    if absent:
+        prerequisites.missing("chromium", f"no {' or '.join(absent)}")
+
+
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with api_and_worker(tmp_path_factory.mktemp("stack")) as running:
@@ -37,10 +52,6 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator:
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        if os.environ.get("CI"):
-            pytest.fail("CI needs Debian's chromium and chromium-driver (.ci/run installs them)")
-        pytest.skip("no /usr/bin/chromium and /usr/bin/chromedriver here")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
