@@ -6,6 +6,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,7 @@ CHROMIUM_FLAGS = (
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """A test that drives Chromium skips (or, where required, fails) without one, before any
     of its fixtures starts a stack."""
-    if "browser" in getattr(item, "fixturenames", ()):
+    if any(name.endswith("browser") for name in getattr(item, "fixturenames", ())):
         require_chromium()
 
 
@@ -50,16 +51,19 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield running
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
+@contextmanager
+def chromium(*flags: str, capabilities: dict | None = None) -> Iterator:
+    """Headless Chromium under Selenium with CHROMIUM_FLAGS and `flags`, quit at the end."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     profile = tempfile.mkdtemp(prefix="dirconv-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
+    for flag in (*CHROMIUM_FLAGS, *flags, f"--user-data-dir={profile}"):
         options.add_argument(flag)
+    for name, value in (capabilities or {}).items():
+        options.set_capability(name, value)
     driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
     driver.set_page_load_timeout(30)
     try:
@@ -67,6 +71,12 @@ def browser() -> Iterator:
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    with chromium() as driver:
+        yield driver
 
 
 @pytest.fixture

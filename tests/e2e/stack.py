@@ -42,16 +42,18 @@ class Stack:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
 
-    def start(self, *args: str) -> subprocess.Popen:
+    def start(self, *args: str, python: str = sys.executable) -> subprocess.Popen:
         log = open(self.tmp_path / f"{args[0]}-{len(self.processes)}.log", "w")  # noqa: SIM115
         self.log_files.append(log)
-        command = [sys.executable, "-m", *args]
+        command = [python, "-m", *args]
         process = subprocess.Popen(command, cwd=REPO_ROOT, env=self.env, stdout=log, stderr=log)
         self.processes.append(process)
         return process
 
-    def start_api(self) -> subprocess.Popen:
-        process = self.start("service", "--host", "127.0.0.1", "--port", str(self.port))
+    def start_api(self, python: str = sys.executable) -> subprocess.Popen:
+        """Start `python -m service` (by default this interpreter) and wait until it answers."""
+        args = ("service", "--host", "127.0.0.1", "--port", str(self.port))
+        process = self.start(*args, python=python)
         wait_for(lambda: self._healthy(process), "the API to answer /healthz", STARTUP_SECONDS)
         return process
 
