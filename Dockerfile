@@ -37,14 +37,17 @@ FROM python-base AS worker-base
 COPY worker ./worker
 
 FROM worker-base AS worker-cpu
-# torch==2.13.0 from the CPU index is 2.13.0+cpu, which the pin in pyproject.toml accepts.
+# Only PyTorch's CPU index has 2.13.0+cpu (its dependencies come from the default index); the
+# pin torch==2.13.0 in pyproject.toml accepts it, so the next install keeps it.
 ARG TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
-RUN python -m pip install --index-url "$TORCH_CPU_INDEX" torch==2.13.0 \
+RUN python -m pip install --extra-index-url "$TORCH_CPU_INDEX" "torch==2.13.0+cpu" \
     && python -m pip install -e ".[worker]" \
     && python -c "import torch; assert torch.version.cuda is None, torch.version.cuda"
 CMD ["python", "-m", "worker"]
 
 FROM worker-base AS worker-gpu
+# What the NVIDIA Container Toolkit exposes of the driver: CUDA compute and nvidia-smi.
+ENV NVIDIA_DRIVER_CAPABILITIES=compute,utility
 RUN python -m pip install -e ".[worker]" \
     && python -c "import torch; assert torch.version.cuda is not None, 'not a CUDA build'"
 CMD ["python", "-m", "worker"]

@@ -121,7 +121,7 @@ def test_cpu_worker_installs_the_pinned_torch_from_the_cpu_index():
     pins = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
     torch_pin = next(p for p in pins["optional-dependencies"]["worker"] if p.startswith("torch"))
     cpu = _runs("worker-cpu")
-    assert f'--index-url "$TORCH_CPU_INDEX" {torch_pin}' in cpu
+    assert f'--extra-index-url "$TORCH_CPU_INDEX" "{torch_pin}+cpu"' in cpu
     assert "whl/cpu" in "\n".join(i["value"] for i in _stages()["worker-cpu"])
     assert "torch.version.cuda is None" in cpu
     assert "torch.version.cuda is not None" in _runs("worker-gpu")

@@ -92,7 +92,9 @@ def test_api_environment_has_neither_torch_nor_numba(api_venv):
         assert result.returncode == 1 and "ModuleNotFoundError" in result.stderr, module
 
 
-def test_dashboard_charts_render_offline(image_stack, offline_browser):
+@pytest.fixture(scope="module")
+def finished_run(image_stack: Stack) -> int:
+    """The id of a run that the worker trained to the end."""
     run = httpx.post(f"{image_stack.url}/experiments", json={"depth": 4, "steps": 2000}).json()
     wait_for(
         lambda: (
@@ -100,8 +102,30 @@ def test_dashboard_charts_render_offline(image_stack, offline_browser):
         ),
         "the worker to finish the run",
     )
+    return run["id"]
+
+
+def test_every_read_endpoint_answers_without_torch(image_stack, finished_run):
+    sweep = httpx.post(
+        f"{image_stack.url}/sweeps", json={"base": {"steps": 100}, "grid": {"depth": [1, 2]}}
+    )
+    assert sweep.status_code == 201, sweep.text
+    ids = {"experiment_id": finished_run, "sweep_id": sweep.json()["id"]}
+    queries = {"/metrics/compare": {"ids": str(finished_run)}}
+    schema = httpx.get(f"{image_stack.url}/openapi.json").json()
+    answers = {
+        path: httpx.get(f"{image_stack.url}{path.format(**ids)}", params=queries.get(path))
+        for path, methods in schema["paths"].items()
+        if "get" in methods
+    }
+    statuses = {path: answer.status_code for path, answer in answers.items()}
+    assert statuses == dict.fromkeys(answers, 200)
+    assert answers["/experiments/{experiment_id}/metrics.parquet"].content.startswith(b"PAR1")
+
+
+def test_dashboard_charts_render_offline(image_stack, finished_run, offline_browser):
     _requested_urls(offline_browser)  # start the log here
-    offline_browser.get(f"{image_stack.url}/#/runs/{run['id']}")
+    offline_browser.get(f"{image_stack.url}/#/runs/{finished_run}")
     for name in ("directional_error", "loss", "norm"):
         _wait(
             offline_browser,
