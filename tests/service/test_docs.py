@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,3 +56,11 @@ def test_outside_url_pattern_finds_a_cdn_link():
     page = '<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js">'
     assert OUTSIDE_URL.findall(page) == ["https://cdn.jsdelivr.net"]
     assert OUTSIDE_URL.findall('<a href="http://127.0.0.1:8000/docs">') == []
+
+
+def test_swagger_ui_is_pinned_from_npm_and_copied_by_the_one_vendor_script():
+    root = Path(__file__).resolve().parents[2]
+    package = json.loads((root / "package.json").read_text())
+    assert re.fullmatch(r"\d+\.\d+\.\d+", package["dependencies"]["swagger-ui-dist"])
+    assert "swagger-ui-dist/swagger-ui-bundle.js" in (root / "scripts/vendor-assets.sh").read_text()
+    assert "scripts/vendor-assets.sh" in (root / "Makefile").read_text()
