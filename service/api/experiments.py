@@ -165,7 +165,9 @@ def rerun_experiment(
     idempotency_key: KeyHeader = None,
 ) -> dict:
     """Queue a new run with the same spec as this one (whatever its status)."""
-    spec = ExperimentSpec.model_validate(_run_for_change(session, experiment_id).spec)
+    # The stored spec was validated at submit and holds every default filled in, which
+    # validation would refuse as "given but not applicable": take it as it is.
+    spec = ExperimentSpec.model_construct(**_run_for_change(session, experiment_id).spec)
     refuse_overruns(cost.run_overruns(spec, get_settings()))
     with reused_key_refused():
         return idempotency.once(
