@@ -137,12 +137,20 @@ class Client:
         params = {"names": ",".join(names)} if names else {}
         path = f"/experiments/{experiment_id}/events"
         timeout = httpx.Timeout(self._http.timeout.connect, read=None)
-        with connect_sse(self._http, "GET", path, params=params, timeout=timeout) as source:
-            if not source.response.is_success:
-                source.response.read()
-                self._raise(source.response)
-            for event in source.iter_sse():
-                yield {"event": event.event, "data": event.json()}
+        last_id, finished = "", False
+        while not finished:  # the server closes long streams: reconnect where it stopped
+            headers = {"Last-Event-ID": last_id} if last_id else {}
+            with connect_sse(
+                self._http, "GET", path, params=params, headers=headers, timeout=timeout
+            ) as source:
+                if not source.response.is_success:
+                    source.response.read()
+                    self._raise(source.response)
+                for event in source.iter_sse():
+                    last_id = event.id or last_id
+                    data = event.json()
+                    finished = event.event == "status" and data["status"] in FINISHED
+                    yield {"event": event.event, "data": data}
 
     def metrics(
         self,

@@ -8,7 +8,10 @@ between polls. Events:
 - `status`: the run as `GET /experiments/{id}` reads it; first, and on every status change;
 - `progress`: {"step", "total_steps", "points": {name: {"steps", "values"}}}, every poll
   while the run is active, with the points stored since the previous one;
-- the stream ends after the `status` event of a finished run.
+- the stream ends after the `status` event of a finished run, or after
+  DIRCONV_EVENTS_MAX_SECONDS: the client then reconnects with the last event's id as its
+  `Last-Event-ID` (the last step sent of each metric, "name=step;..."), and the points go on
+  from there.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from sqlalchemy.orm import Session
 from core import metric_store
 from core.models import FINISHED_STATUSES, Experiment
 from core.settings import get_settings
-from core.spec import LOGGED_METRICS
+from core.spec import LOGGED_METRICS, MAX_INT, METRIC_NAMES
 from service import exports, store
 from service.api.deps import brief_turn
 from service.schemas import ExperimentRead
@@ -35,17 +38,37 @@ from service.schemas import ExperimentRead
 class Poll:
     run: ExperimentRead
     points: dict[str, metric_store.SeriesArrays]
+    sent: dict[str, int]
+    """The last step sent of each metric, once these points are."""
+
+
+RETRY_MILLISECONDS = 1000
+"""How soon a browser's EventSource reconnects to a stream that closed."""
+
+
+def parse_cursor(last_event_id: str | None) -> dict[str, int] | None:
+    """{metric: last step sent} from a `Last-Event-ID`; None if it is not one of ours."""
+    sent: dict[str, int] = {}
+    for part in filter(None, (last_event_id or "").split(";")):
+        name, _, step = part.partition("=")
+        if name not in METRIC_NAMES or not (step.isascii() and step.isdigit()):
+            return None
+        if int(step) > MAX_INT:
+            return None
+        sent[name] = int(step)
+    return sent
 
 
 async def stream(
-    request: Request, experiment_id: int, names: list[str] | None
+    request: Request, experiment_id: int, names: list[str] | None, sent: dict[str, int]
 ) -> AsyncIterator[ServerSentEvent]:
-    """The events of one run, until after its terminal status."""
+    """The events of one run after the points in `sent`, until after its terminal status or
+    DIRCONV_EVENTS_MAX_SECONDS."""
     engine = request.app.state.engine
     settings = get_settings()
-    sent: dict[str, int] = {}
+    closing = anyio.current_time() + settings.events_max_seconds
     status = None
-    while True:
+    while anyio.current_time() < closing:
         async with brief_turn(request) as admitted:
             if admitted:  # else the database is busy: try again at the next poll
                 poll = await anyio.to_thread.run_sync(
@@ -85,11 +108,20 @@ def _poll(
             if len(part.steps):
                 sent[name] = int(part.steps[-1])
             points[name] = part
-        return Poll(store.to_read(experiment), points)
+        return Poll(store.to_read(experiment), points, dict(sent))
 
 
 def _status(poll: Poll) -> ServerSentEvent:
-    return ServerSentEvent(event="status", raw_data=poll.run.model_dump_json())
+    return ServerSentEvent(
+        event="status",
+        raw_data=poll.run.model_dump_json(),
+        id=_cursor(poll),
+        retry=RETRY_MILLISECONDS,
+    )
+
+
+def _cursor(poll: Poll) -> str:
+    return ";".join(f"{name}={step}" for name, step in sorted(poll.sent.items()))
 
 
 def _progress(poll: Poll) -> ServerSentEvent:
@@ -98,4 +130,6 @@ def _progress(poll: Poll) -> ServerSentEvent:
         "total_steps": poll.run.progress.total_steps,
         "points": {name: exports.series_json(part) for name, part in poll.points.items()},
     }
-    return ServerSentEvent(event="progress", raw_data=exports.dumps(content).decode())
+    return ServerSentEvent(
+        event="progress", raw_data=exports.dumps(content).decode(), id=_cursor(poll)
+    )

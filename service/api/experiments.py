@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 import anyio
-from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -219,6 +219,22 @@ def _event_names(
     return chosen
 
 
+def _event_cursor(
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            max_length=1000,
+            description="resume after the event with this id (sent by EventSource itself)",
+        ),
+    ] = None,
+) -> dict[str, int]:
+    sent = events.parse_cursor(last_event_id)
+    if sent is None:
+        raise invalid(("header", "Last-Event-ID"), "not the id of an event of this stream")
+    return sent
+
+
 @router.get(
     "/{experiment_id}/events", response_class=EventSourceResponse, responses=documented(404)
 )
@@ -226,9 +242,10 @@ async def experiment_events(
     request: Request,
     experiment_id: Annotated[int, Depends(_existing_run)],
     chosen: Annotated[list[str] | None, Depends(_event_names)],
+    sent: Annotated[dict[str, int], Depends(_event_cursor)],
 ) -> AsyncIterator[ServerSentEvent]:
     """Server-sent events: the run's status (first and on each change), and its progress with
     the points stored since the last event every DIRCONV_EVENTS_SECONDS while it is active;
     ends after its terminal status."""
-    async for event in events.stream(request, experiment_id, chosen):
+    async for event in events.stream(request, experiment_id, chosen, sent):
         yield event

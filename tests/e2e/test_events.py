@@ -49,3 +49,33 @@ def test_an_open_stream_holds_no_database_slot(stack: Stack):
         with pytest.raises(ApiError) as missing:
             next(client.events(999_999))
         assert missing.value.status_code == 404
+
+
+@SQLITE_ONLY
+def test_client_resumes_closed_streams_without_losing_or_repeating_points(stack: Stack):
+    stack.env["DIRCONV_EVENTS_MAX_SECONDS"] = "1"
+    stack.start_api()
+    with Client(stack.url) as client:
+        run = client.submit(depth=2, steps=20_000, log_every=5, optimizer="gd")
+        stream = client.events(run["id"], names=["directional_error"])
+        seen = []
+        while sum(event["event"] == "status" for event in seen) < 2:  # one reconnect at least
+            seen.append(next(stream))
+        stack.start("worker")
+        seen += list(stream)
+        assert seen[-1]["data"]["status"] == "succeeded"
+        progress = [event["data"] for event in seen if event["event"] == "progress"]
+        steps = [step for p in progress for step in p["points"]["directional_error"]["steps"]]
+        assert steps == list(range(0, 20_001, 5))
+
+
+@SQLITE_ONLY
+def test_a_foreign_last_event_id_is_refused_by_name(stack: Stack):
+    stack.start_api()
+    run = httpx.post(f"{stack.url}/experiments", json={"steps": 100}).json()
+    for bad in ["depth=3", "directional_error=x", "directional_error=99999999999999999999"]:
+        refused = httpx.get(
+            f"{stack.url}/experiments/{run['id']}/events", headers={"Last-Event-ID": bad}
+        )
+        assert refused.status_code == 422, bad
+        assert refused.json()["detail"][0]["loc"] == ["header", "Last-Event-ID"]
