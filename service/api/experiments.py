@@ -19,6 +19,7 @@ from service.api.deps import (
     ReadSession,
     WriteSession,
     brief_turn,
+    busy,
     get_or_404,
     invalid,
     refuse_overruns,
@@ -190,9 +191,7 @@ async def _existing_run(request: Request, experiment_id: int) -> int:
     """404 before a stream opens for a run that does not exist."""
     async with brief_turn(request) as admitted:
         if not admitted:
-            raise HTTPException(
-                status_code=503, detail="database busy, retry shortly", headers={"Retry-After": "1"}
-            )
+            raise busy("no free slot")
         exists = await anyio.to_thread.run_sync(_exists, request.app.state.engine, experiment_id)
     if not exists:
         raise HTTPException(status_code=404, detail=f"experiment {experiment_id} not found")
