@@ -101,7 +101,7 @@ def read_experiment(session: ReadSession, experiment_id: int) -> ExperimentRead:
 )
 def cancel_experiment(session: WriteSession, experiment_id: int) -> ExperimentRead:
     """Cancel a queued run at once; ask a running run's worker to stop it."""
-    experiment = get_or_404(session, Experiment, experiment_id)
+    experiment = _run_for_change(session, experiment_id)
     if not lifecycle.request_cancel(session, experiment_id):
         raise HTTPException(
             status_code=409, detail=f"experiment {experiment_id} is already {experiment.status}"
