@@ -1,28 +1,42 @@
 from __future__ import annotations
 
+import hashlib
+from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, HTTPException, Query
+import anyio
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request, Response
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from core import cost, lifecycle
-from core.models import STATUSES, Experiment
+from core.models import STATUSES, Experiment, Sweep, key_range
 from core.settings import get_settings
-from core.spec import MAX_INT, ExperimentSpec
-from service import idempotency, store
+from core.spec import MAX_INT, METRIC_NAMES, ExperimentSpec
+from service import events, idempotency, run_filters, store
 from service.api.deps import (
     ReadSession,
     WriteSession,
+    brief_turn,
+    busy,
     get_or_404,
+    invalid,
     refuse_overruns,
     reused_key_refused,
 )
-from service.api.errors import documented
+from service.api.errors import WHEN, documented
 from service.idempotency import BodyDigest, KeyHeader
-from service.schemas import ExperimentList, ExperimentRead
+from service.schemas import ExperimentList, ExperimentPatch, ExperimentRead
 
 router = APIRouter(prefix="/experiments", tags=["experiments"])
 
 StatusFilter = Literal[STATUSES]  # type: ignore[valid-type]
+ERROR_SCHEMA = "#/components/schemas/ErrorMessage"
+SORT_HELP = (
+    "a time (created_at, started_at, finished_at), id, name or numeric summary field "
+    "(e.g. final_directional_error); prefix - for descending"
+)
 NO_NUL = r"^[^\x00]*$"
 """No stored tag holds NUL, and PostgreSQL refuses to compare with one."""
 
@@ -49,16 +63,27 @@ def create_experiment(
 
 @router.get("", response_model=ExperimentList)
 def list_experiments(
+    request: Request,
     session: ReadSession,
     status: StatusFilter | None = None,
     tag: Annotated[str | None, Query(max_length=100, pattern=NO_NUL)] = None,
+    sweep_id: Annotated[int | None, Query(ge=1, le=key_range(Sweep)[-1])] = None,
+    archived: Annotated[bool, Query(description="list archived runs too")] = False,
+    sort: Annotated[str, Query(description=SORT_HELP, max_length=100)] = "-created_at",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
 ) -> ExperimentList:
-    """List experiments, newest first, filtered by status and tag."""
-    rows, count = store.list_experiments(
-        session, status=status, tag=tag, limit=limit, offset=offset
+    """List experiments (newest first unless `sort` says otherwise), filtered by status, tag,
+    sweep, archived, and `spec.<field>=value` (exact match, repeatable)."""
+    wanted = store.RunQuery(
+        status=status,
+        tag=tag,
+        sweep_id=sweep_id,
+        archived=archived,
+        conditions=run_filters.spec_filters(request.query_params.multi_items()),
+        order=run_filters.sort_order(sort),
     )
+    rows, count = store.list_experiments(session, wanted, limit=limit, offset=offset)
     return ExperimentList(data=[store.to_read(row) for row in rows], count=count)
 
 
@@ -76,7 +101,7 @@ def read_experiment(session: ReadSession, experiment_id: int) -> ExperimentRead:
 )
 def cancel_experiment(session: WriteSession, experiment_id: int) -> ExperimentRead:
     """Cancel a queued run at once; ask a running run's worker to stop it."""
-    experiment = get_or_404(session, Experiment, experiment_id)
+    experiment = _run_for_change(session, experiment_id)
     if not lifecycle.request_cancel(session, experiment_id):
         raise HTTPException(
             status_code=409, detail=f"experiment {experiment_id} is already {experiment.status}"
@@ -84,3 +109,155 @@ def cancel_experiment(session: WriteSession, experiment_id: int) -> ExperimentRe
     session.commit()
     session.refresh(experiment)
     return store.to_read(experiment)
+
+
+def _run_for_change(session: Session, experiment_id: int) -> Experiment:
+    """The run a request may change (404 if none), locked for this transaction: every
+    endpoint that changes a run fetches it here."""
+    run = (
+        session.get(Experiment, experiment_id, with_for_update=True)
+        if experiment_id in key_range(Experiment)
+        else None
+    )
+    if run is None:
+        raise HTTPException(status_code=404, detail=f"experiment {experiment_id} not found")
+    return run
+
+
+@router.patch("/{experiment_id}", response_model=ExperimentRead, responses=documented(404))
+def update_experiment(
+    session: WriteSession, experiment_id: int, changes: ExperimentPatch
+) -> ExperimentRead:
+    """Rename, retag or annotate a run (its spec never changes: rerun instead)."""
+    run = _run_for_change(session, experiment_id)
+    if changes.name is not None:
+        run.name = changes.name
+    if changes.tags is not None:
+        lifecycle.retag(session, run, changes.tags)
+    if changes.notes is not None:
+        run.notes = changes.notes
+    session.commit()
+    session.refresh(run)
+    return store.to_read(run)
+
+
+@router.delete("/{experiment_id}", status_code=204, responses=documented(404))
+def archive_experiment(session: WriteSession, experiment_id: int) -> Response:
+    """Archive a run (canceling it first if queued or running): it leaves lists but stays
+    readable by id."""
+    lifecycle.archive(session, _run_for_change(session, experiment_id))
+    session.commit()
+    return Response(status_code=204)
+
+
+@router.post("/{experiment_id}/restore", response_model=ExperimentRead, responses=documented(404))
+def restore_experiment(session: WriteSession, experiment_id: int) -> ExperimentRead:
+    """Bring an archived run back into lists."""
+    run = _run_for_change(session, experiment_id)
+    lifecycle.restore(run)
+    session.commit()
+    session.refresh(run)
+    return store.to_read(run)
+
+
+@router.post(
+    "/{experiment_id}/rerun",
+    status_code=201,
+    response_model=ExperimentRead,
+    responses=documented(404),
+)
+def rerun_experiment(
+    session: WriteSession,
+    experiment_id: int,
+    digest: BodyDigest,
+    idempotency_key: KeyHeader = None,
+) -> dict:
+    """Queue a new run with the same spec as this one (whatever its status)."""
+    # The stored spec was validated at submit and holds every default filled in, which
+    # validation would refuse as "given but not applicable": take it as it is.
+    spec = ExperimentSpec.model_construct(**_run_for_change(session, experiment_id).spec)
+    refuse_overruns(cost.run_overruns(spec, get_settings()))
+    with reused_key_refused():
+        return idempotency.once(
+            session,
+            "rerun",
+            idempotency_key,
+            hashlib.sha256(f"{experiment_id}:{digest}".encode()).hexdigest(),
+            lambda: store.to_read(lifecycle.create_experiment(session, spec)),
+        )
+
+
+async def _existing_run(request: Request, experiment_id: int) -> int:
+    """404 before a stream opens for a run that does not exist."""
+    async with brief_turn(request) as admitted:
+        if not admitted:
+            raise busy("no free slot")
+        exists = await anyio.to_thread.run_sync(_exists, request.app.state.engine, experiment_id)
+    if not exists:
+        raise HTTPException(status_code=404, detail=f"experiment {experiment_id} not found")
+    return experiment_id
+
+
+def _exists(engine: Engine, experiment_id: int) -> bool:
+    if experiment_id not in key_range(Experiment):
+        return False
+    with Session(bind=engine) as session:
+        return session.get(Experiment, experiment_id) is not None
+
+
+def _event_names(
+    names: Annotated[str | None, Query(description="comma-separated metric names")] = None,
+) -> list[str] | None:
+    """The metrics whose points events carry (default: those the run logs); checked before
+    the stream opens."""
+    if names is None:
+        return None
+    chosen = list(dict.fromkeys(n.strip() for n in names.split(",") if n.strip()))
+    unknown = [n for n in chosen if n not in METRIC_NAMES]
+    if unknown or not chosen:
+        raise invalid(("query", "names"), f"unknown metric name(s) {unknown}")
+    return chosen
+
+
+def _event_cursor(
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            max_length=1000,
+            description="resume after the event with this id (sent by EventSource itself)",
+        ),
+    ] = None,
+) -> dict[str, int]:
+    sent = events.parse_cursor(last_event_id)
+    if sent is None:
+        raise invalid(("header", "Last-Event-ID"), "not the id of an event of this stream")
+    return sent
+
+
+JSON_ERRORS = {
+    status: {
+        "description": WHEN[status],
+        "content": {"application/json": {"schema": {"$ref": ERROR_SCHEMA}}},
+    }
+    for status in (404, 413, 503)
+}
+"""An event stream's errors are JSON, not events (FastAPI would document its media type)."""
+
+
+@router.get(
+    "/{experiment_id}/events",
+    response_class=EventSourceResponse,
+    responses=JSON_ERRORS,
+)
+async def experiment_events(
+    request: Request,
+    experiment_id: Annotated[int, Depends(_existing_run)],
+    chosen: Annotated[list[str] | None, Depends(_event_names)],
+    sent: Annotated[dict[str, int], Depends(_event_cursor)],
+) -> AsyncIterator[ServerSentEvent]:
+    """Server-sent events: the run's status (first and on each change), and its progress with
+    the points stored since the last event every DIRCONV_EVENTS_SECONDS while it is active;
+    ends after its terminal status."""
+    async for event in events.stream(request, experiment_id, chosen, sent):
+        yield event
