@@ -6,6 +6,7 @@ import httpx
 import pytest
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.select import Select
 
 from tests.browser.conftest import ARTIFACTS
 from tests.waiting import wait_for
@@ -102,7 +103,7 @@ def test_run_from_the_form_goes_live_to_succeeded_and_draws(api, browser, screen
     assert "depth 4" in browser.find_element(By.ID, "spec").text
     screenshot("run-page")
     linear_points = browser.execute_script(POINTS_SCRIPT, "directional_error")[0]
-    browser.find_element(By.ID, "log-x").click()
+    Select(browser.find_element(By.ID, "x-axis")).select_by_value("logstep")
     _wait(  # re-read with log-spaced buckets, and step 0 dropped from a log axis
         browser,
         lambda: 0 < browser.execute_script(POINTS_SCRIPT, "directional_error")[0] != linear_points,
