@@ -30,7 +30,7 @@ import torch
 from fastapi import FastAPI
 from sqlalchemy import Column, Double, Engine, Integer, MetaData, String, Table, insert, select
 
-from core import lifecycle
+from core import lifecycle, metric_store
 from core.db import make_engine, upgrade_schema
 from core.models import Experiment
 from core.settings import Settings
@@ -55,7 +55,10 @@ TARGETS = {
     "read_1m": ("ms", 400, "<="),
     "downsampled_1m": ("ms", 20, "<="),
     "overhead": ("%", 5, "<="),
+    "aggregate": ("ms", 1000, "<="),
 }
+AGGREGATE_RUNS = 1000
+AGGREGATE_STEPS = 20_001
 
 per_point = Table(
     "bench_metric_points",
@@ -281,9 +284,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.store", description=__doc__)
     parser.add_argument("--database-url", help="default: a fresh SQLite file")
     parser.add_argument("--skip-training", action="store_true", help="skip the overhead run")
+    parser.add_argument(
+        "--only-aggregate", action="store_true", help="only the 1,000-run aggregate line"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        run(args.database_url or f"sqlite:///{tmp}/bench.db", not args.skip_training)
+        url = args.database_url or f"sqlite:///{tmp}/bench.db"
+        if args.only_aggregate:
+            upgrade_schema(url)
+            aggregate_only(url)
+        else:
+            run(url, not args.skip_training)
 
 
 def run(database_url: str, with_training: bool) -> None:
@@ -309,9 +320,11 @@ def run(database_url: str, with_training: bool) -> None:
     print(f"-> ingest {rate:,.0f} points/s; {_verdict('ingest', rate)}")
     print(f"   ratio packed / per-point: {rate / (steps / seconds_pp):.1f}x\n")
 
+    aggregate_ids = _seed_runs(db)
     server, base = start_server(database_url)
     try:
         _reads(base, ids, per_point_ids)
+        _aggregate(base, aggregate_ids)
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -362,6 +375,49 @@ def _reads(base: str, ids: dict, per_point_ids: dict) -> None:
                 f"   ratio {old_ms / packed_ms:5.1f}x"
             )
             print(f"   -> {_verdict(key, packed_ms)}")
+
+
+def aggregate_only(database_url: str) -> None:
+    db = make_engine(database_url)
+    print(f"# bench-store aggregate: {db.dialect.name}, {os.cpu_count()} CPUs, load {_load()}")
+    aggregate_ids = _seed_runs(db)
+    server, base = start_server(database_url)
+    try:
+        _aggregate(base, aggregate_ids)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    db.dispose()
+
+
+def _seed_runs(db: Engine) -> list[int]:
+    """AGGREGATE_RUNS runs of AGGREGATE_STEPS noisy directional_error points each."""
+    rng = np.random.default_rng(0)
+    steps = np.arange(AGGREGATE_STEPS)
+    ids = [_new_experiment(db, AGGREGATE_STEPS) for _ in range(AGGREGATE_RUNS)]
+    for experiment_id in ids:
+        values = np.exp(rng.normal(-steps / 5000, 0.1))
+        with db.begin() as connection:
+            metric_store.write_points(
+                connection, experiment_id, {"directional_error": (steps, values)}
+            )
+    return ids
+
+
+def _aggregate(base: str, aggregate_ids: list[int]) -> None:
+    print(f"\n## aggregate over HTTP: {AGGREGATE_RUNS:,} runs x {AGGREGATE_STEPS:,} steps")
+    params = {
+        "ids": ",".join(map(str, aggregate_ids)),
+        "name": "directional_error",
+        "max_points": 1000,
+        "stats": "mean,std,min,max,median,q10,q25,q75,q90,gmean",
+    }
+    with httpx.Client(base_url=base, timeout=120) as client:
+        elapsed_ms, body = timed_get(client, "/metrics/aggregate", params, 3)
+    answer = orjson.loads(body)
+    assert answer["n"][0] == AGGREGATE_RUNS, "every run must count at step 0"
+    print(f"every stat, max_points=1000: {elapsed_ms:8.1f} ms ({len(answer['steps']):,} steps)")
+    print(f"   -> {_verdict('aggregate', elapsed_ms)}")
 
 
 def _load() -> str:

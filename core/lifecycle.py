@@ -341,3 +341,22 @@ def _gave_up_message(lease_seconds: float, max_attempts: int) -> ColumnElement[s
         + literal(" on attempt ")
         + cast(Experiment.attempts, String)
     )
+
+
+def archive(session: Session, experiment: Experiment) -> None:
+    """Hide a run from lists; a queued run is canceled and a running one asked to stop
+    first (the caller commits)."""
+    request_cancel(session, experiment.id)
+    experiment.archived = True
+
+
+def restore(experiment: Experiment) -> None:
+    """Bring an archived run back into lists (the caller commits)."""
+    experiment.archived = False
+
+
+def retag(session: Session, experiment: Experiment, tags: list[str]) -> None:
+    """Replace a run's tags (the caller commits)."""
+    experiment.tag_rows = []
+    session.flush()  # the old rows go before new ones take their positions
+    experiment.tag_rows = [ExperimentTag(position=i, tag=t) for i, t in enumerate(tags)]

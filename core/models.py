@@ -118,6 +118,9 @@ class Experiment(Base):
     )
     grid_values: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     batch_key: Mapped[str | None] = mapped_column(String(32))
+    archived: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    """Archived runs are left out of lists unless asked for; they stay readable by id."""
+    notes: Mapped[str] = mapped_column(Text, default="")
 
     tag_rows: Mapped[list[ExperimentTag]] = relationship(
         order_by="ExperimentTag.position", cascade="all, delete-orphan", lazy="selectin"

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     """Most metric points all members of one sweep may store together."""
     max_read_points: int = Field(default=2_000_000, ge=1)
     """Most points one JSON metrics answer may hold (CSV and Parquet exports stream instead)."""
+    max_aggregate_points: int = Field(default=50_000_000, ge=1)
+    """Most stored points one aggregate (GET /metrics/aggregate, /sweeps/{id}/aggregate) reads."""
+    max_notes_chars: int = Field(default=10_000, ge=1)
+    """Longest `notes` a run may carry (PATCH /experiments/{id}); longer gets 422."""
     max_theory_jobs: int = Field(default=2, ge=1)
     """Theory curves the API integrates at once; past it, one not yet computed gets 503."""
     idempotency_hours: float = Field(default=24.0, gt=0)

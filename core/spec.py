@@ -63,6 +63,14 @@ def is_storable_text(text: str) -> bool:
     return True
 
 
+def clean_tags(tags: list[str]) -> list[str]:
+    """Tags without repeats, each 1 to 100 storable characters (ValueError otherwise)."""
+    for tag in tags:
+        if not 1 <= len(tag) <= 100 or not is_storable_text(tag):
+            raise ValueError("each tag must be 1 to 100 characters, without NUL or lone surrogates")
+    return list(dict.fromkeys(tags))
+
+
 class ExperimentSpec(BaseModel):
     """What to run. Unknown fields are rejected; `width`, `teacher`, `init_vector` are filled in."""
 
@@ -92,12 +100,7 @@ class ExperimentSpec(BaseModel):
     @field_validator("tags")
     @classmethod
     def _tags_are_clean(cls, tags: list[str]) -> list[str]:
-        for tag in tags:
-            if not 1 <= len(tag) <= 100 or not is_storable_text(tag):
-                raise ValueError(
-                    "each tag must be 1 to 100 characters, without NUL or lone surrogates"
-                )
-        return list(dict.fromkeys(tags))
+        return clean_tags(tags)
 
     @field_validator("width")
     @classmethod

@@ -25,10 +25,15 @@ NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 
 def series_json(series: SeriesArrays) -> dict[str, Any]:
     """{"steps", "values"} for orjson (OPT_SERIALIZE_NUMPY); non-finite values as strings."""
-    values: Any = np.ascontiguousarray(series.values)
-    if not np.isfinite(values).all():
-        values = [_spell(value) for value in values.tolist()]
-    return {"steps": np.ascontiguousarray(series.steps), "values": values}
+    return {"steps": np.ascontiguousarray(series.steps), "values": values_json(series.values)}
+
+
+def values_json(values: np.ndarray) -> Any:
+    """Float values for orjson: the array itself, or a list with non-finite values as strings."""
+    contiguous = np.ascontiguousarray(values, np.float64)
+    if np.isfinite(contiguous).all():
+        return contiguous
+    return [_spell(value) for value in contiguous.tolist()]
 
 
 def dumps(content: Any) -> bytes:

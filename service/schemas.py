@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from core.spec import StorableName
+from core.settings import get_settings
+from core.spec import StorableName, clean_tags, is_storable_text
 
 
 class Progress(BaseModel):
@@ -29,6 +30,38 @@ class ExperimentRead(BaseModel):
     summary: dict | None
     attempts: int
     """Claims that counted against DIRCONV_MAX_ATTEMPTS (a graceful worker stop does not)."""
+    duration_seconds: float | None = None
+    """From start to finish, or to now while running; null before a run starts."""
+    archived: bool = False
+    notes: str = ""
+    sweep_id: int | None = None
+
+
+class ExperimentPatch(BaseModel):
+    """The body of `PATCH /experiments/{id}`: any of these; the spec itself never changes."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: StorableName | None = Field(default=None, min_length=1, max_length=200)
+    tags: list[str] | None = Field(default=None, max_length=50)
+    notes: str | None = None
+
+    @field_validator("tags")
+    @classmethod
+    def _tags_are_clean(cls, tags: list[str] | None) -> list[str] | None:
+        return None if tags is None else clean_tags(tags)
+
+    @field_validator("notes")
+    @classmethod
+    def _notes_fit(cls, notes: str | None) -> str | None:
+        limit = get_settings().max_notes_chars
+        if notes is not None and len(notes) > limit:
+            raise ValueError(
+                f"notes must be at most {limit:,} characters (DIRCONV_MAX_NOTES_CHARS)"
+            )
+        if notes is not None and not is_storable_text(notes):
+            raise ValueError("notes must not contain NUL characters or lone surrogates")
+        return notes
 
 
 class ExperimentList(BaseModel):
@@ -159,3 +192,45 @@ class TheoryRead(BaseModel):
     directional_error: list[float]
     complete: bool
     """False if the flow turned too stiff to follow to the last step in the time allowed."""
+
+
+class AggregateStats(BaseModel):
+    """Step-by-step statistics over runs: `n` runs have a point at each step; only the
+    statistics asked for are present. Non-finite values as in `Series`."""
+
+    model_config = ConfigDict(ser_json_inf_nan="strings")
+
+    steps: list[int]
+    n: list[int]
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    min: list[float] | None = None
+    max: list[float] | None = None
+    median: list[float] | None = None
+    q10: list[float] | None = None
+    q25: list[float] | None = None
+    q75: list[float] | None = None
+    q90: list[float] | None = None
+    gmean: list[float] | None = None
+
+
+class AggregateRead(AggregateStats):
+    """One metric aggregated over runs; `missing` lists the ids asked for that were left out
+    (no such run, or archived without `archived=true`)."""
+
+    name: str
+    ids: list[int]
+    missing: list[int]
+
+
+class SweepGroup(AggregateStats):
+    values: dict
+    """The group's values of the `by` fields."""
+    ids: list[int]
+
+
+class SweepAggregate(BaseModel):
+    sweep_id: int
+    name: str
+    by: list[str]
+    groups: list[SweepGroup]

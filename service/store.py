@@ -4,27 +4,45 @@ canceling runs, like every status change, in core/lifecycle.py)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from core.models import Experiment, ExperimentTag, WorkerRow, db_now, key_range
+from core.models import Experiment, ExperimentTag, WorkerRow, db_now, key_range, utcnow
 from core.status import Status
 from service.schemas import ExperimentRead, Progress, WorkerRead
 
 
+@dataclass
+class RunQuery:
+    """What `GET /experiments` filters and sorts by."""
+
+    status: str | None = None
+    tag: str | None = None
+    sweep_id: int | None = None
+    archived: bool = False
+    """Archived runs only if true (they are hidden otherwise)."""
+    conditions: list[ColumnElement[bool]] = field(default_factory=list)
+    order: list[Any] = field(default_factory=list)
+
+
 def list_experiments(
-    session: Session, *, status: str | None, tag: str | None, limit: int, offset: int
+    session: Session, wanted: RunQuery, *, limit: int, offset: int
 ) -> tuple[Sequence[Experiment], int]:
-    """A page of experiments, newest first, and the total count matching the filters."""
-    query = select(Experiment)
-    if status is not None:
-        query = query.where(Experiment.status == status)
-    if tag is not None:
-        tagged = select(ExperimentTag.experiment_id).where(ExperimentTag.tag == tag)
+    """A page of experiments in `wanted.order` (default newest first), and the total count
+    matching the filters."""
+    query = select(Experiment).where(Experiment.archived.is_(wanted.archived), *wanted.conditions)
+    if wanted.status is not None:
+        query = query.where(Experiment.status == wanted.status)
+    if wanted.tag is not None:
+        tagged = select(ExperimentTag.experiment_id).where(ExperimentTag.tag == wanted.tag)
         query = query.where(Experiment.id.in_(tagged))
+    if wanted.sweep_id is not None:
+        query = query.where(Experiment.sweep_id == wanted.sweep_id)
     count = session.scalar(select(func.count()).select_from(query.subquery()))
-    page = query.order_by(Experiment.created_at.desc(), Experiment.id.desc())
+    page = query.order_by(*(wanted.order or [Experiment.created_at.desc(), Experiment.id.desc()]))
     rows = session.scalars(page.limit(limit).offset(offset)).all()
     return rows, count or 0
 
@@ -50,7 +68,19 @@ def to_read(experiment: Experiment) -> ExperimentRead:
         error=experiment.error,
         summary=experiment.summary,
         attempts=experiment.attempts,
+        duration_seconds=duration_seconds(experiment),
+        archived=experiment.archived,
+        notes=experiment.notes,
+        sweep_id=experiment.sweep_id,
     )
+
+
+def duration_seconds(experiment: Experiment) -> float | None:
+    """From start to finish, or to now while the run has not finished; None before a start."""
+    if experiment.started_at is None:
+        return None
+    end = experiment.finished_at or utcnow()
+    return max((end - experiment.started_at).total_seconds(), 0.0)
 
 
 WORKER_FIELDS = ("id", "host", "pid", "device", "started_at", "last_heartbeat")

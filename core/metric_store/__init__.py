@@ -17,6 +17,7 @@ from core.metric_store.encoding import (
 from core.metric_store.storage import (
     EXPORT_WINDOW_CHUNKS,
     MAX_CHUNKS_PER_QUERY,
+    chunk_parts,
     count_in_range,
     count_points,
     delete_points,
@@ -26,6 +27,7 @@ from core.metric_store.storage import (
     read_many,
     read_many_downsampled,
     read_series,
+    step_grid,
     windows,
     write_points,
 )
@@ -39,6 +41,7 @@ __all__ = [
     "Points",
     "SeriesArrays",
     "Spacing",
+    "chunk_parts",
     "count_in_range",
     "count_points",
     "delete_points",
@@ -49,6 +52,7 @@ __all__ = [
     "read_many",
     "read_many_downsampled",
     "read_series",
+    "step_grid",
     "windows",
     "write_points",
 ]

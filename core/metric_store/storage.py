@@ -7,6 +7,7 @@ import itertools
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
+import numpy as np
 from sqlalchemy import Connection, Engine, Select, bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
@@ -21,6 +22,7 @@ from core.metric_store.downsampling import (
 from core.metric_store.encoding import (
     CHUNK_STEPS,
     MAX_CHUNK,
+    OFFSET_DTYPE,
     Points,
     SeriesArrays,
     as_arrays,
@@ -362,3 +364,60 @@ def _raw_rows(
         if row[0] in wanted[row[3]]:
             grouped.setdefault(row[3], []).append(row[:3])
     return grouped
+
+
+# Aggregate reads
+
+
+def step_grid(
+    connection: Connection | Session,
+    experiment_ids: Sequence[int],
+    name: str,
+    *,
+    start_step: int | None = None,
+    end_step: int | None = None,
+) -> np.ndarray:
+    """Every step in range at which any of the experiments stored `name`, ascending. Full
+    chunks are known from their row count; only the others' offsets are read."""
+    mine = (MetricChunk.experiment_id.in_(experiment_ids), MetricChunk.name == name)
+    full = MetricChunk.n_points == CHUNK_STEPS
+    marks: dict[int, np.ndarray] = {}
+    whole = select(MetricChunk.chunk).where(*mine, full).distinct()
+    for chunk in connection.scalars(_range(whole, start_step, end_step)):
+        marks[chunk] = np.ones(CHUNK_STEPS, bool)
+    partial = select(MetricChunk.chunk, MetricChunk.offsets_u16).where(*mine, ~full)
+    for chunk, offsets in connection.execute(_range(partial, start_step, end_step)):
+        if chunk not in marks:
+            marks[chunk] = np.zeros(CHUNK_STEPS, bool)
+        marks[chunk][np.frombuffer(offsets, OFFSET_DTYPE)] = True
+    if not marks:
+        return np.empty(0, np.int64)
+    steps = np.concatenate([c * CHUNK_STEPS + np.flatnonzero(marks[c]) for c in sorted(marks)])
+    return clip(SeriesArrays(steps, steps), start_step, end_step).steps
+
+
+AGGREGATE_ROWS_PER_FETCH = 64
+"""Chunk rows an aggregate read holds in memory at once (PostgreSQL streams the rest)."""
+
+
+def chunk_parts(
+    connection: Connection | Session,
+    experiment_ids: Sequence[int],
+    name: str,
+    *,
+    start_step: int | None = None,
+    end_step: int | None = None,
+) -> Iterator[tuple[int, SeriesArrays]]:
+    """(experiment id, one chunk's points in range) of every experiment, streamed a few rows
+    at a time, in no particular order."""
+    query = select(
+        MetricChunk.experiment_id,
+        MetricChunk.chunk,
+        MetricChunk.offsets_u16,
+        MetricChunk.values_f64,
+    ).where(MetricChunk.experiment_id.in_(experiment_ids), MetricChunk.name == name)
+    query = _range(query, start_step, end_step).execution_options(
+        yield_per=AGGREGATE_ROWS_PER_FETCH
+    )
+    for experiment_id, *row in connection.execute(query):
+        yield experiment_id, clip(unpack([row]), start_step, end_step)

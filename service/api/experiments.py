@@ -1,14 +1,16 @@
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, HTTPException, Query
+from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
+from sqlalchemy.orm import Session
 
 from core import cost, lifecycle
-from core.models import STATUSES, Experiment
+from core.models import STATUSES, Experiment, key_range
 from core.settings import get_settings
 from core.spec import MAX_INT, ExperimentSpec
-from service import idempotency, store
+from service import idempotency, run_filters, store
 from service.api.deps import (
     ReadSession,
     WriteSession,
@@ -18,11 +20,15 @@ from service.api.deps import (
 )
 from service.api.errors import documented
 from service.idempotency import BodyDigest, KeyHeader
-from service.schemas import ExperimentList, ExperimentRead
+from service.schemas import ExperimentList, ExperimentPatch, ExperimentRead
 
 router = APIRouter(prefix="/experiments", tags=["experiments"])
 
 StatusFilter = Literal[STATUSES]  # type: ignore[valid-type]
+SORT_HELP = (
+    "a time (created_at, started_at, finished_at), id, name or numeric summary field "
+    "(e.g. final_directional_error); prefix - for descending"
+)
 NO_NUL = r"^[^\x00]*$"
 """No stored tag holds NUL, and PostgreSQL refuses to compare with one."""
 
@@ -49,16 +55,27 @@ def create_experiment(
 
 @router.get("", response_model=ExperimentList)
 def list_experiments(
+    request: Request,
     session: ReadSession,
     status: StatusFilter | None = None,
     tag: Annotated[str | None, Query(max_length=100, pattern=NO_NUL)] = None,
+    sweep_id: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
+    archived: Annotated[bool, Query(description="list archived runs instead")] = False,
+    sort: Annotated[str, Query(description=SORT_HELP, max_length=100)] = "-created_at",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
 ) -> ExperimentList:
-    """List experiments, newest first, filtered by status and tag."""
-    rows, count = store.list_experiments(
-        session, status=status, tag=tag, limit=limit, offset=offset
+    """List experiments (newest first unless `sort` says otherwise), filtered by status, tag,
+    sweep, archived, and `spec.<field>=value` (exact match, repeatable)."""
+    wanted = store.RunQuery(
+        status=status,
+        tag=tag,
+        sweep_id=sweep_id,
+        archived=archived,
+        conditions=run_filters.spec_filters(request.query_params.multi_items()),
+        order=run_filters.sort_order(sort),
     )
+    rows, count = store.list_experiments(session, wanted, limit=limit, offset=offset)
     return ExperimentList(data=[store.to_read(row) for row in rows], count=count)
 
 
@@ -84,3 +101,77 @@ def cancel_experiment(session: WriteSession, experiment_id: int) -> ExperimentRe
     session.commit()
     session.refresh(experiment)
     return store.to_read(experiment)
+
+
+def _run_for_change(session: Session, experiment_id: int) -> Experiment:
+    """The run a request may change (404 if none), locked for this transaction: every
+    endpoint that changes a run fetches it here."""
+    run = (
+        session.get(Experiment, experiment_id, with_for_update=True)
+        if experiment_id in key_range(Experiment)
+        else None
+    )
+    if run is None:
+        raise HTTPException(status_code=404, detail=f"experiment {experiment_id} not found")
+    return run
+
+
+@router.patch("/{experiment_id}", response_model=ExperimentRead, responses=documented(404))
+def update_experiment(
+    session: WriteSession, experiment_id: int, changes: ExperimentPatch
+) -> ExperimentRead:
+    """Rename, retag or annotate a run (its spec never changes: rerun instead)."""
+    run = _run_for_change(session, experiment_id)
+    if changes.name is not None:
+        run.name = changes.name
+    if changes.tags is not None:
+        lifecycle.retag(session, run, changes.tags)
+    if changes.notes is not None:
+        run.notes = changes.notes
+    session.commit()
+    session.refresh(run)
+    return store.to_read(run)
+
+
+@router.delete("/{experiment_id}", status_code=204, responses=documented(404))
+def archive_experiment(session: WriteSession, experiment_id: int) -> Response:
+    """Archive a run (canceling it first if queued or running): it leaves lists but stays
+    readable by id."""
+    lifecycle.archive(session, _run_for_change(session, experiment_id))
+    session.commit()
+    return Response(status_code=204)
+
+
+@router.post("/{experiment_id}/restore", response_model=ExperimentRead, responses=documented(404))
+def restore_experiment(session: WriteSession, experiment_id: int) -> ExperimentRead:
+    """Bring an archived run back into lists."""
+    run = _run_for_change(session, experiment_id)
+    lifecycle.restore(run)
+    session.commit()
+    session.refresh(run)
+    return store.to_read(run)
+
+
+@router.post(
+    "/{experiment_id}/rerun",
+    status_code=201,
+    response_model=ExperimentRead,
+    responses=documented(404),
+)
+def rerun_experiment(
+    session: WriteSession,
+    experiment_id: int,
+    digest: BodyDigest,
+    idempotency_key: KeyHeader = None,
+) -> dict:
+    """Queue a new run with the same spec as this one (whatever its status)."""
+    spec = ExperimentSpec.model_validate(_run_for_change(session, experiment_id).spec)
+    refuse_overruns(cost.run_overruns(spec, get_settings()))
+    with reused_key_refused():
+        return idempotency.once(
+            session,
+            "rerun",
+            idempotency_key,
+            hashlib.sha256(f"{experiment_id}:{digest}".encode()).hexdigest(),
+            lambda: store.to_read(lifecycle.create_experiment(session, spec)),
+        )

@@ -11,10 +11,16 @@ from core import metric_store
 from core.metrics import METRICS
 from core.models import Experiment
 from core.spec import LOGGED_METRICS, MAX_INT, METRIC_NAMES
-from service import exports, store
+from service import aggregates, exports, store
 from service.api.deps import ReadSession, check_answer_size, get_or_404, invalid
 from service.api.errors import documented
-from service.schemas import CompareRead, MetricDefinition, MetricDefinitionList, MetricsRead
+from service.schemas import (
+    AggregateRead,
+    CompareRead,
+    MetricDefinition,
+    MetricDefinitionList,
+    MetricsRead,
+)
 
 router = APIRouter(prefix="/experiments", tags=["metrics"])
 compare_router = APIRouter(prefix="/metrics", tags=["metrics"])
@@ -28,6 +34,10 @@ MaxPointsQuery = Annotated[int | None, Query(ge=2, le=10_000_000)]
 SpacingQuery = Annotated[
     Literal["linear", "log"], Query(description="downsampling buckets: equal in step or log step")
 ]
+StatsQuery = Annotated[
+    str | None, Query(description="comma-separated statistics (default mean,min,max,median)")
+]
+ArchivedQuery = Annotated[bool, Query(description="include archived runs")]
 PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
 
 
@@ -145,6 +155,39 @@ def compare(
     runs = [{"experiment_id": i, **exports.series_json(stored.get(i, empty))} for i in found]
     content = {"name": name, "runs": runs, "missing": [i for i in chosen if i not in known]}
     return Response(exports.dumps(content), media_type="application/json")
+
+
+@compare_router.get("/aggregate", response_model=AggregateRead)
+def aggregate(
+    session: ReadSession,
+    ids: Annotated[str, Query(description="comma-separated experiment ids")],
+    name: Annotated[str, Query(description="one metric name")] = "directional_error",
+    stats: StatsQuery = None,
+    start_step: StepQuery = None,
+    end_step: StepQuery = None,
+    max_points: MaxPointsQuery = None,
+    archived: ArchivedQuery = False,
+) -> Response:
+    """Statistics of one metric over many runs at each step (mean, std, quantiles...), with
+    `n` runs per step; the step grid is thinned to every k-th step by `max_points`."""
+    chosen = _parse_ids(ids)
+    chosen_stats = aggregates.parse_stats(stats)
+    _check_name(name)
+    _check_range(start_step, end_step)
+    found = aggregates.included_ids(session, chosen, archived)
+    bounds = {"start_step": start_step, "end_step": end_step}
+    content = {
+        "name": name,
+        "ids": found,
+        "missing": [i for i in chosen if i not in found],
+        **aggregates.series_aggregate(session, found, name, chosen_stats, bounds, max_points),
+    }
+    return Response(exports.dumps(content), media_type="application/json")
+
+
+def _check_name(name: str) -> None:
+    if name not in METRIC_NAMES:
+        raise invalid(("query", "name"), f"unknown metric {name!r}; known: {_known()}")
 
 
 def _windows(

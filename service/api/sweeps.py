@@ -9,17 +9,20 @@ from core import metric_store
 from core.models import Sweep
 from core.settings import get_settings
 from core.spec import MAX_INT, METRIC_NAMES
-from service import exports, idempotency, sweep_store
+from service import aggregates, exports, idempotency, sweep_store
 from service.api.deps import (
     ReadSession,
     WriteSession,
     check_answer_size,
     get_or_404,
+    invalid,
     reused_key_refused,
 )
 from service.api.errors import documented
+from service.api.metrics import ArchivedQuery, MaxPointsQuery, StatsQuery, StepQuery
 from service.idempotency import BodyDigest, KeyHeader
 from service.schemas import (
+    SweepAggregate,
     SweepCreate,
     SweepCreated,
     SweepList,
@@ -102,4 +105,41 @@ def read_sweep_metrics(
         for row in rows
     ]
     content = {"sweep_id": sweep_id, "name": name, "members": members}
+    return Response(exports.dumps(content), media_type="application/json")
+
+
+@router.get("/{sweep_id}/aggregate", response_model=SweepAggregate, responses=documented(404))
+def aggregate_sweep(
+    session: ReadSession,
+    sweep_id: int,
+    name: str = "directional_error",
+    by: Annotated[str | None, Query(description="comma-separated grid fields")] = None,
+    stats: StatsQuery = None,
+    start_step: StepQuery = None,
+    end_step: StepQuery = None,
+    max_points: MaxPointsQuery = None,
+    archived: ArchivedQuery = False,
+) -> Response:
+    """One group per distinct combination of the `by` grid fields, each aggregating one
+    metric over its members (typically the seeds), groups ordered by their values."""
+    if name not in METRIC_NAMES:
+        raise invalid(("query", "name"), f"unknown metric {name!r}")
+    if start_step is not None and end_step is not None and end_step < start_step:
+        raise invalid(("query", "end_step"), "end_step must not be below start_step")
+    chosen_stats = aggregates.parse_stats(stats)
+    sweep = get_or_404(session, Sweep, sweep_id)
+    fields = aggregates.parse_by(by, sweep.grid)
+    rows = [
+        row for row in sweep_store.member_rows(session, sweep_id) if archived or not row.archived
+    ]
+    bounds = {"start_step": start_step, "end_step": end_step}
+    groups = [
+        {
+            "values": values,
+            "ids": ids,
+            **aggregates.series_aggregate(session, ids, name, chosen_stats, bounds, max_points),
+        }
+        for values, ids in aggregates.groups(rows, fields)
+    ]
+    content = {"sweep_id": sweep_id, "name": name, "by": fields, "groups": groups}
     return Response(exports.dumps(content), media_type="application/json")

@@ -1,0 +1,116 @@
+"""Finding runs: `spec.<field>=value` filters and `sort` keys of `GET /experiments`, parsed
+from the query and turned into SQL that reads the same on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import cache
+from typing import Any, get_args, get_origin
+
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import ColumnElement, and_
+from sqlalchemy.sql.elements import UnaryExpression
+
+from core.models import Experiment
+from core.spec import METRIC_NAMES, ExperimentSpec, is_storable_text
+from service.api.deps import invalid
+
+SPEC_PREFIX = "spec."
+TIME_KEYS = ("created_at", "started_at", "finished_at")
+SUMMARY_KEYS = (
+    "steps",
+    "min_directional_error",
+    "rate_exponent",
+    "rate_constant",
+    *(f"final_{name}" for name in METRIC_NAMES),
+)
+"""Numeric summary fields a list may be sorted by."""
+SORT_KEYS = ("id", "name", *TIME_KEYS, *SUMMARY_KEYS)
+MAX_LIST_FILTER = 10_000
+"""Most elements a list-valued spec filter may compare."""
+
+
+def spec_filters(query: Iterable[tuple[str, str]]) -> list[ColumnElement[bool]]:
+    """One SQL condition per `spec.<field>=value` pair of the query string; a field the spec
+    does not have, or a value not of its type, is a 422 naming the parameter."""
+    return [
+        _matches(key.removeprefix(SPEC_PREFIX), value, key)
+        for key, value in query
+        if key.startswith(SPEC_PREFIX)
+    ]
+
+
+def sort_order(sort: str) -> list[UnaryExpression[Any]]:
+    """ORDER BY for `sort` (`key` ascending, `-key` descending; runs without the value last),
+    ties broken by id in the same direction."""
+    key = sort.removeprefix("-")
+    if key not in SORT_KEYS:
+        raise invalid(
+            ("query", "sort"), f"cannot sort by {key!r}; sort keys: {', '.join(SORT_KEYS)}"
+        )
+    descending = sort.startswith("-")
+    column: Any = (
+        Experiment.summary[key].as_float() if key in SUMMARY_KEYS else getattr(Experiment, key)
+    )
+    first = column.desc() if descending else column.asc()
+    tie = Experiment.id.desc() if descending else Experiment.id.asc()
+    return [first.nulls_last(), tie]
+
+
+def _matches(field: str, text: str, parameter: str) -> ColumnElement[bool]:
+    annotation = _field_type(field, parameter)
+    value = _parsed(annotation, text, parameter)
+    if isinstance(value, list):
+        return _list_matches(field, value, parameter)
+    return _scalar(Experiment.spec[field], value)
+
+
+def _field_type(field: str, parameter: str) -> Any:
+    spec_field = ExperimentSpec.model_fields.get(field)
+    if spec_field is None:
+        known = ", ".join(SPEC_PREFIX + name for name in ExperimentSpec.model_fields)
+        raise invalid(("query", parameter), f"unknown spec field {field!r}; known: {known}")
+    return spec_field.annotation
+
+
+def _parsed(annotation: Any, text: str, parameter: str) -> Any:
+    try:
+        if _is_list(annotation):
+            return _adapter(annotation).validate_json(text)
+        value = _adapter(annotation).validate_strings(text)
+    except ValidationError as exc:
+        message = exc.errors()[0]["msg"]
+        raise invalid(("query", parameter), f"{text!r} is not a valid value: {message}") from None
+    if isinstance(value, str) and not is_storable_text(value):
+        raise invalid(("query", parameter), "must not contain NUL characters or lone surrogates")
+    return value
+
+
+def _is_list(annotation: Any) -> bool:
+    return any(get_origin(part) is list for part in (annotation, *get_args(annotation)))
+
+
+@cache
+def _adapter(annotation: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(annotation)
+
+
+def _list_matches(field: str, values: list, parameter: str) -> ColumnElement[bool]:
+    """Each element equal, and nothing after the last one."""
+    if len(values) > MAX_LIST_FILTER:
+        raise invalid(("query", parameter), f"at most {MAX_LIST_FILTER} elements")
+    same = [_scalar(Experiment.spec[(field, i)], value) for i, value in enumerate(values)]
+    beyond = Experiment.spec[(field, len(values))].as_string().is_(None)
+    return and_(Experiment.spec[field].as_string().is_not(None), *same, beyond)
+
+
+def _scalar(element: Any, value: Any) -> ColumnElement[bool]:
+    if value is None:
+        return element.as_string().is_(None)
+    if isinstance(value, bool):
+        return element.as_boolean() == value
+    if isinstance(value, int):
+        return element.as_integer() == value
+    if isinstance(value, float):
+        return element.as_float() == value
+    return element.as_string() == value
