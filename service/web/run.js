@@ -201,12 +201,12 @@ function runLayout(id) {
     smooth: h("input", { type: "range", id: "smoothing", min: 0, max: 0.99, step: 0.01, value: 0 }),
     axisSlot: h("span"), firstChart: h("div"), otherCharts: h("div", { class: "chart-grid" }),
   };
-  app.replaceChildren(page.head, page.status, page.errorBox, page.editor,
+  app.replaceChildren(page.head, page.status, page.errorBox,
     h("div", { class: "card" },
       h("div", { class: "toolbar" }, page.axisSlot, h("label", {}, "smoothing", page.smooth), page.reset,
         h("span", { class: "muted" }, "Drag across a chart to zoom in (the zoomed range is re-read at full detail); hover for values.")),
       page.firstChart, page.otherCharts, page.note),
-    h("div", { class: "row" }, page.specCard, page.summaryCard));
+    page.editor, h("div", { class: "row" }, page.specCard, page.summaryCard));
   return page;
 }
 
