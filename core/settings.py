@@ -45,6 +45,13 @@ class Settings(BaseSettings):
     """Most stored points one aggregate (GET /metrics/aggregate, /sweeps/{id}/aggregate) reads."""
     max_notes_chars: int = Field(default=10_000, ge=1)
     """Longest `notes` a run may carry (PATCH /experiments/{id}); longer gets 422."""
+    events_seconds: float = Field(default=0.5, gt=0, le=1)
+    """How often an open event stream (GET /experiments/{id}/events) reads its run."""
+    events_max_seconds: float = Field(default=300.0, gt=0)
+    """Longest one event stream stays open; then it closes and the client reconnects with
+    Last-Event-ID, so that no connection lives forever."""
+    event_points: int = Field(default=10_000, ge=4)
+    """Most points of one metric one event carries; more new points are downsampled (M4)."""
     max_theory_jobs: int = Field(default=2, ge=1)
     """Theory curves the API integrates at once; past it, one not yet computed gets 503."""
     idempotency_hours: float = Field(default=24.0, gt=0)

@@ -12,11 +12,12 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, NoReturn
 
 import httpx
 import numpy as np
+from httpx_sse import connect_sse
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 POLL_SECONDS = 0.5
@@ -84,6 +85,9 @@ class Client:
         response = self._http.request(method, path, **kwargs)
         if response.is_success:
             return response.json()
+        self._raise(response)
+
+    def _raise(self, response: httpx.Response) -> NoReturn:
         try:
             body = response.json()
         except ValueError:
@@ -126,6 +130,27 @@ class Client:
 
     def cancel(self, experiment_id: int) -> dict:
         return self._request("POST", f"/experiments/{experiment_id}/cancel")
+
+    def events(self, experiment_id: int, names: Sequence[str] | None = None) -> Iterator[dict]:
+        """A run's live updates as they come, `{"event": "status" | "progress", "data": ...}`,
+        until after its terminal status (`GET /experiments/{id}/events`)."""
+        params = {"names": ",".join(names)} if names else {}
+        path = f"/experiments/{experiment_id}/events"
+        timeout = httpx.Timeout(self._http.timeout.connect, read=None)
+        last_id, finished = "", False
+        while not finished:  # the server closes long streams: reconnect where it stopped
+            headers = {"Last-Event-ID": last_id} if last_id else {}
+            with connect_sse(
+                self._http, "GET", path, params=params, headers=headers, timeout=timeout
+            ) as source:
+                if not source.response.is_success:
+                    source.response.read()
+                    self._raise(source.response)
+                for event in source.iter_sse():
+                    last_id = event.id or last_id
+                    data = event.json()
+                    finished = event.event == "status" and data["status"] in FINISHED
+                    yield {"event": event.event, "data": data}
 
     def metrics(
         self,

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import aggregate, metric_store
-from core.models import Experiment
+from core.models import Experiment, key_range
 from core.settings import get_settings
 from service import exports
 from service.api.deps import invalid
@@ -44,7 +44,8 @@ def parse_by(by: str | None, grid: dict[str, Any]) -> list[str]:
 
 def included_ids(session: Session, experiment_ids: Sequence[int], archived: bool) -> list[int]:
     """Those of `experiment_ids` that name a run, archived ones only if `archived`, in order."""
-    query = select(Experiment.id).where(Experiment.id.in_(experiment_ids))
+    storable = [i for i in experiment_ids if i in key_range(Experiment)]
+    query = select(Experiment.id).where(Experiment.id.in_(storable))
     if not archived:
         query = query.where(Experiment.archived.is_(False))
     found = set(session.scalars(query))

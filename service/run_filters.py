@@ -8,8 +8,7 @@ from functools import cache
 from typing import Any, get_args, get_origin
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import ColumnElement, and_
-from sqlalchemy.sql.elements import UnaryExpression
+from sqlalchemy import ColumnElement, and_, case
 
 from core.models import Experiment
 from core.spec import METRIC_NAMES, ExperimentSpec, is_storable_text
@@ -25,6 +24,7 @@ SUMMARY_KEYS = (
     *(f"final_{name}" for name in METRIC_NAMES),
 )
 """Numeric summary fields a list may be sorted by."""
+NON_FINITE = ("NaN", "Infinity", "-Infinity")
 SORT_KEYS = ("id", "name", *TIME_KEYS, *SUMMARY_KEYS)
 MAX_LIST_FILTER = 10_000
 """Most elements a list-valued spec filter may compare."""
@@ -40,21 +40,33 @@ def spec_filters(query: Iterable[tuple[str, str]]) -> list[ColumnElement[bool]]:
     ]
 
 
-def sort_order(sort: str) -> list[UnaryExpression[Any]]:
-    """ORDER BY for `sort` (`key` ascending, `-key` descending; runs without the value last),
-    ties broken by id in the same direction."""
+def sort_order(sort: str) -> list[Any]:
+    """ORDER BY for `sort` (`key` ascending, `-key` descending), ties broken by id in the same
+    direction. Runs whose value is not a finite number come after the others, and runs
+    without one last, in either direction, on both databases alike."""
     key = sort.removeprefix("-")
     if key not in SORT_KEYS:
-        raise invalid(
-            ("query", "sort"), f"cannot sort by {key!r}; sort keys: {', '.join(SORT_KEYS)}"
-        )
+        known = ", ".join(SORT_KEYS)
+        raise invalid(("query", "sort"), f"cannot sort by {key!r}; sort keys: {known}")
     descending = sort.startswith("-")
-    column: Any = (
-        Experiment.summary[key].as_float() if key in SUMMARY_KEYS else getattr(Experiment, key)
-    )
-    first = column.desc() if descending else column.asc()
-    tie = Experiment.id.desc() if descending else Experiment.id.asc()
-    return [first.nulls_last(), tie]
+    rank, column = _summary_key(key) if key in SUMMARY_KEYS else _column_key(key)
+    tie = Experiment.id
+    return [rank, column.desc() if descending else column.asc(), tie.desc() if descending else tie]
+
+
+def _summary_key(key: str) -> tuple[Any, Any]:
+    # Non-finite summary values are stored as strings ("NaN"); SQLite would cast them to 0.
+    spelled = Experiment.summary[key].as_string()
+    absent = spelled.is_(None)
+    non_finite = spelled.in_(NON_FINITE)
+    rank = case((absent, 2), (non_finite, 1), else_=0)
+    value = case((absent | non_finite, None), else_=Experiment.summary[key].as_float())
+    return rank, value
+
+
+def _column_key(key: str) -> tuple[Any, Any]:
+    column = getattr(Experiment, key)
+    return case((column.is_(None), 1), else_=0), column
 
 
 def _matches(field: str, text: str, parameter: str) -> ColumnElement[bool]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from typing import Annotated, TypeVar
 
 import anyio
@@ -44,6 +44,23 @@ async def _database_turn(request: Request) -> AsyncIterator[None]:
         yield
     finally:
         gate.release()
+
+
+@asynccontextmanager
+async def brief_turn(request: Request) -> AsyncIterator[bool]:
+    """A turn at the database for one short read by a long-lived response (an event stream)
+    that must not hold a slot between reads: True once admitted, False if no slot came free
+    within DIRCONV_DB_WAIT_SECONDS."""
+    gate = _gate(request)
+    admitted = False
+    with anyio.move_on_after(get_settings().db_wait_seconds):
+        await gate.acquire()
+        admitted = True
+    try:
+        yield admitted
+    finally:
+        if admitted:
+            gate.release()
 
 
 def _gate(request: Request) -> anyio.Semaphore:

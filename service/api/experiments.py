@@ -1,20 +1,26 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
+import anyio
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request, Response
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from core import cost, lifecycle
 from core.models import STATUSES, Experiment, key_range
 from core.settings import get_settings
-from core.spec import MAX_INT, ExperimentSpec
-from service import idempotency, run_filters, store
+from core.spec import MAX_INT, METRIC_NAMES, ExperimentSpec
+from service import events, idempotency, run_filters, store
 from service.api.deps import (
     ReadSession,
     WriteSession,
+    brief_turn,
     get_or_404,
+    invalid,
     refuse_overruns,
     reused_key_refused,
 )
@@ -165,7 +171,9 @@ def rerun_experiment(
     idempotency_key: KeyHeader = None,
 ) -> dict:
     """Queue a new run with the same spec as this one (whatever its status)."""
-    spec = ExperimentSpec.model_validate(_run_for_change(session, experiment_id).spec)
+    # The stored spec was validated at submit and holds every default filled in, which
+    # validation would refuse as "given but not applicable": take it as it is.
+    spec = ExperimentSpec.model_construct(**_run_for_change(session, experiment_id).spec)
     refuse_overruns(cost.run_overruns(spec, get_settings()))
     with reused_key_refused():
         return idempotency.once(
@@ -175,3 +183,69 @@ def rerun_experiment(
             hashlib.sha256(f"{experiment_id}:{digest}".encode()).hexdigest(),
             lambda: store.to_read(lifecycle.create_experiment(session, spec)),
         )
+
+
+async def _existing_run(request: Request, experiment_id: int) -> int:
+    """404 before a stream opens for a run that does not exist."""
+    async with brief_turn(request) as admitted:
+        if not admitted:
+            raise HTTPException(
+                status_code=503, detail="database busy, retry shortly", headers={"Retry-After": "1"}
+            )
+        exists = await anyio.to_thread.run_sync(_exists, request.app.state.engine, experiment_id)
+    if not exists:
+        raise HTTPException(status_code=404, detail=f"experiment {experiment_id} not found")
+    return experiment_id
+
+
+def _exists(engine: Engine, experiment_id: int) -> bool:
+    if experiment_id not in key_range(Experiment):
+        return False
+    with Session(bind=engine) as session:
+        return session.get(Experiment, experiment_id) is not None
+
+
+def _event_names(
+    names: Annotated[str | None, Query(description="comma-separated metric names")] = None,
+) -> list[str] | None:
+    """The metrics whose points events carry (default: those the run logs); checked before
+    the stream opens."""
+    if names is None:
+        return None
+    chosen = list(dict.fromkeys(n.strip() for n in names.split(",") if n.strip()))
+    unknown = [n for n in chosen if n not in METRIC_NAMES]
+    if unknown or not chosen:
+        raise invalid(("query", "names"), f"unknown metric name(s) {unknown}")
+    return chosen
+
+
+def _event_cursor(
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            max_length=1000,
+            description="resume after the event with this id (sent by EventSource itself)",
+        ),
+    ] = None,
+) -> dict[str, int]:
+    sent = events.parse_cursor(last_event_id)
+    if sent is None:
+        raise invalid(("header", "Last-Event-ID"), "not the id of an event of this stream")
+    return sent
+
+
+@router.get(
+    "/{experiment_id}/events", response_class=EventSourceResponse, responses=documented(404)
+)
+async def experiment_events(
+    request: Request,
+    experiment_id: Annotated[int, Depends(_existing_run)],
+    chosen: Annotated[list[str] | None, Depends(_event_names)],
+    sent: Annotated[dict[str, int], Depends(_event_cursor)],
+) -> AsyncIterator[ServerSentEvent]:
+    """Server-sent events: the run's status (first and on each change), and its progress with
+    the points stored since the last event every DIRCONV_EVENTS_SECONDS while it is active;
+    ends after its terminal status."""
+    async for event in events.stream(request, experiment_id, chosen, sent):
+        yield event

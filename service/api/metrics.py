@@ -11,7 +11,7 @@ from core import metric_store
 from core.metrics import METRICS
 from core.models import Experiment
 from core.spec import LOGGED_METRICS, MAX_INT, METRIC_NAMES
-from service import aggregates, exports, store
+from service import aggregates, exports
 from service.api.deps import ReadSession, check_answer_size, get_or_404, invalid
 from service.api.errors import documented
 from service.schemas import (
@@ -135,13 +135,15 @@ def compare(
     end_step: StepQuery = None,
     max_points: MaxPointsQuery = None,
     spacing: SpacingQuery = "linear",
+    archived: ArchivedQuery = False,
 ) -> Response:
-    """Read one metric of many experiments at once; unknown ids are listed in `missing`."""
+    """Read one metric of many experiments at once; unknown ids (and archived ones, unless
+    `archived=true`) are listed in `missing`."""
     chosen = _parse_ids(ids)
     if name not in METRIC_NAMES:
         raise invalid(("query", "name"), f"unknown metric {name!r}; known: {_known()}")
     _check_range(start_step, end_step)
-    known = store.existing_ids(session, chosen)
+    known = set(aggregates.included_ids(session, chosen, archived))
     found = [i for i in chosen if i in known]
     bounds = {"start_step": start_step, "end_step": end_step}
     check_answer_size(session, found, [name], bounds, max_points)

@@ -72,7 +72,14 @@ def _run(stack: Stack) -> tuple[Counter[str], list[str]]:
 @pytest.mark.slow
 def test_every_answer_is_documented_and_none_is_a_server_error(stack: Stack) -> None:
     # Small caps keep what generated POSTs store small; with no worker nothing trains.
-    stack.env.update({"DIRCONV_MAX_BODY_BYTES": "65536", "DIRCONV_MAX_SWEEP_SIZE": "8"})
+    # Event streams of runs that never finish close after a moment (the client reconnects).
+    stack.env.update(
+        {
+            "DIRCONV_MAX_BODY_BYTES": "65536",
+            "DIRCONV_MAX_SWEEP_SIZE": "8",
+            "DIRCONV_EVENTS_MAX_SECONDS": "0.2",
+        }
+    )
     stack.start_api()
     for spec in SEEDED:
         httpx.post(f"{stack.url}/experiments", json=spec).raise_for_status()
