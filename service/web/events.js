@@ -3,9 +3,12 @@
 import { ApiError, send } from "./lib.js";
 
 // Read `path` until the server ends the stream or `signal` aborts it; `onEvent(name, data)`
-// gets each event, its data parsed as JSON (the raw text if it is not JSON).
-export async function readEvents(path, onEvent, signal) {
-  const response = await send(path, { headers: { accept: "text/event-stream" }, signal });
+// gets each event, its data parsed as JSON (the raw text if it is not JSON). `lastEventId`
+// resumes after that event.
+export async function readEvents(path, onEvent, signal, lastEventId = null) {
+  const headers = { accept: "text/event-stream" };
+  if (lastEventId) headers["last-event-id"] = lastEventId;
+  const response = await send(path, { headers, signal });
   if (!response.ok) throw new ApiError(response.status, response.statusText);
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";

@@ -99,7 +99,7 @@ export function renderRun(id) {
     draw();
     return run;
   };
-  if (features.events) follow(id, state, { refresh, show, draw });
+  if (features.events) follow(id, state, { refresh, show, draw, readMetrics });
   else poll(refresh);
 }
 
@@ -112,42 +112,51 @@ function poll(refresh) {
   });
 }
 
-// Live updates from GET /experiments/{id}/events: new points are appended as they come; the
-// run is read once at the start and once more after its terminal status (for its summary).
-function follow(id, state, { refresh, show, draw }) {
+// Live updates from GET /experiments/{id}/events: `status` events carry the run, `progress`
+// events the step and the points stored since the previous event, appended to the charts.
+// The run and its metrics are read in full at the start, after the terminal status (for the
+// summary and a fresh downsampling), and when the appended points grow past 2 × MAX_POINTS.
+function follow(id, state, { refresh, show, draw, readMetrics }) {
   const stop = new AbortController();
   onLeave(() => stop.abort());
-  const onEvent = async (_name, data) => {
-    if (!state.run) return;
-    const update = data.run || data;
-    const run = { ...state.run, ...pick(update, ["status", "progress", "error", "summary",
-      "started_at", "finished_at", "duration_seconds"]) };
-    if (appendPoints(state, data)) draw();
-    if (FINISHED.includes(run.status)) await refresh();
-    else await show(run);
+  const onEvent = async (name, data) => {
+    if (!state.run || stop.signal.aborted) return;
+    if (name === "status" && FINISHED.includes(data.status)) { await refresh(); return; }
+    if (name === "status") { await show(data); return; }
+    if (name !== "progress") return;
+    await show({ ...state.run, progress: { step: data.step, total_steps: data.total_steps } });
+    if (!appendPoints(state, data.points || {})) return;
+    if (Object.values(state.series).some((s) => s.steps.length > 2 * MAX_POINTS)) await readMetrics();
+    draw();
   };
   const stream = async () => {
     const run = await refresh();
     if (!run || FINISHED.includes(run.status) || stop.signal.aborted) return;
-    try { await readEvents(`/experiments/${id}/events`, onEvent, stop.signal); } catch (error) {
+    try {
+      await readEvents(`/experiments/${id}/events`, onEvent, stop.signal, cursorOf(state));
+    } catch (error) {
       if (stop.signal.aborted) return;
       console.warn(error);
     }
-    // The stream ended (terminal status, or the server went away): read where the run is.
+    // The stream closed before the run ended (DIRCONV_EVENTS_MAX_SECONDS, or the server went
+    // away): read where the run is and follow it again.
     if (!stop.signal.aborted && !FINISHED.includes(state.run?.status)) setTimeout(stream, RUN_POLL_MS);
   };
   stream();
 }
 
-function pick(object, keys) {
-  return Object.fromEntries(keys.filter((k) => k in object).map((k) => [k, object[k]]));
+// The events' Last-Event-ID for the points the page holds ("name=last step;..."), so that
+// the stream starts after them rather than from step 0.
+function cursorOf(state) {
+  if (!state.series || state.range) return null;
+  return Object.entries(state.series).filter(([, s]) => s.steps.length)
+    .map(([name, s]) => `${name}=${s.steps[s.steps.length - 1]}`).join(";") || null;
 }
 
-// Points of an event ({points: {name: {steps, values}}}) appended to what the page holds;
-// false when there were none, or the charts show a zoomed range (re-read when the run ends).
-function appendPoints(state, data) {
-  const points = data.points || data.series;
-  if (!points || !state.series || state.range) return false;
+// New points ({name: {steps, values}}) appended to what the page holds; false when there
+// were none, or the charts show a zoomed range (re-read when the run ends).
+function appendPoints(state, points) {
+  if (!state.series || state.range) return false;
   let added = false;
   for (const [name, s] of Object.entries(points)) {
     if (!s.steps || !s.steps.length) continue;

@@ -8,7 +8,7 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.select import Select
 
-from tests.browser.test_dashboard import _wait
+from tests.browser.test_dashboard import POINTS_SCRIPT, _status, _wait
 from tests.waiting import wait_for
 
 DEPTHS = (1, 2, 3, 4)
@@ -173,3 +173,28 @@ def test_rename_tag_and_annotate_a_run(api, browser):
     error = '.field[data-field="name"] .error'
     _wait(browser, lambda: browser.find_element(By.CSS_SELECTOR, error).text, "the name's error")
     assert _run(api, experiment_id)["name"] == "renamed"
+
+
+READS = """
+return performance.getEntriesByType("resource").map(e => new URL(e.name).pathname)
+  .filter(path => path.startsWith(arguments[0]));
+"""
+
+
+def test_run_page_follows_the_run_by_server_sent_events(api, browser):
+    experiment_id = _post(api, "/experiments", {"steps": 400_000, "log_every": 20})["id"]
+    browser.get(f"{api.url}/#/runs/{experiment_id}")
+    _wait(browser, lambda: _status(browser) == "running", "status running")
+    points = lambda: browser.execute_script(POINTS_SCRIPT, "directional_error")  # noqa: E731
+    _wait(browser, lambda: points() != -1, "the chart")
+    first = points()[0]
+    _wait(
+        browser,
+        lambda: points()[0] > first,
+        "points appended from the event stream",
+    )
+    _wait(browser, lambda: _status(browser) == "succeeded", "status succeeded", timeout=300)
+    paths = browser.execute_script(READS, f"/experiments/{experiment_id}")
+    assert f"/experiments/{experiment_id}/events" in paths
+    # Read once at the start and once after the terminal status: no polling in between.
+    assert paths.count(f"/experiments/{experiment_id}") <= 3, paths
