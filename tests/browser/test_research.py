@@ -190,7 +190,7 @@ def test_run_page_follows_the_run_by_server_sent_events(api, browser):
     first = points()[0]
     _wait(
         browser,
-        lambda: points()[0] > first,
+        lambda: (now := points()) != -1 and now[0] > first,
         "points appended from the event stream",
     )
     _wait(browser, lambda: _status(browser) == "succeeded", "status succeeded", timeout=300)
