@@ -16,7 +16,11 @@ export const features = {
   lifecycle: false, events: false,
 };
 const cleanup = [];               // timers, streams and charts of the page on screen
-window.dirconv = { charts: {} };  // read by the browser tests
+window.dirconv = { charts: {}, violations: [] };  // read by the browser tests
+// What the page's Content-Security-Policy refused (index.html): the browser tests expect none.
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.dirconv.violations.push(`${event.violatedDirective}: ${event.blockedURI} ${event.sample}`);
+});
 
 export function onLeave(stop) { cleanup.push(stop); }
 export function leavePage() { cleanup.splice(0).forEach((stop) => stop()); }
@@ -58,6 +62,8 @@ export function h(tag, attrs = {}, ...children) {
     if (value === null || value === undefined || value === false) continue;
     if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
     else if (key === "class") node.className = value;
+    // Through the CSSOM: a strict CSP (style-src 'self') refuses style attributes, not this.
+    else if (key === "style") node.style.cssText = value;
     else node.setAttribute(key, value === true ? "" : value);
   }
   for (const child of children.flat()) {

@@ -23,6 +23,7 @@ return c ? c.series.slice(1).map(s => s.label) : [];
 SERIES_COLOURS = "return window.dirconv.charts[arguments[0]].series.slice(1).map(s => s.stroke());"
 BANDS = "const c = window.dirconv.charts[arguments[0]]; return c ? c.bands.length : -1;"
 # The last x value with a y value, for each series: where each line ends on the x axis.
+VIOLATIONS = "return window.dirconv.violations;"
 LAST_X = """
 const c = window.dirconv.charts[arguments[0]];
 return c.data.slice(1).map(ys => {
@@ -114,6 +115,7 @@ def test_grouped_compare_draws_a_band_and_theory_per_depth(api, sweep, browser, 
         lambda: "depth=1 max" in browser.execute_script(SERIES_LABELS, "compare"),
         "min-max bands",
     )
+    assert browser.execute_script(VIOLATIONS) == []  # the page's strict CSP refused nothing
 
 
 def test_time_axis_lines_up_runs_with_different_learning_rates(api, browser):
@@ -154,6 +156,7 @@ def test_archive_and_restore_from_the_run_page(api, browser, screenshot):
     browser.find_element(By.ID, "restore").click()
     _wait(browser, lambda: browser.find_elements(By.ID, "archive"), "the archive button again")
     assert _run(api, experiment_id)["archived"] is False
+    assert browser.execute_script(VIOLATIONS) == []
 
 
 def test_rename_tag_and_annotate_a_run(api, browser):
