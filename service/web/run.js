@@ -26,7 +26,8 @@ export function stepsToTable(stepsTo, lr) {
 }
 
 function summaryCard(run) {
-  const { steps_to: stepsTo, ...rest } = run.summary || {};
+  if (!run.summary) return [h("h2", {}, "Summary"), h("p", { class: "muted" }, "Appears when the run ends.")];
+  const { steps_to: stepsTo, ...rest } = run.summary;
   return [h("h2", {}, "Summary"), kvTable(rest, "summary-table"),
     stepsTo ? h("h2", { class: "sub" }, "Steps to") : "", stepsTo ? stepsToTable(stepsTo, run.spec.lr) : ""];
 }
@@ -88,7 +89,7 @@ export function renderRun(id) {
     renderRunHeader(run, page, speed(state, run), () => refresh(true));
     page.errorBox.replaceChildren(run.error ? h("div", { class: "error-box" }, run.error) : "");
     if (first) { page.specCard.append(kvTable(run.spec, "spec")); renderEditor(run, page.editor, refresh); }
-    if (run.summary) page.summaryCard.replaceChildren(...summaryCard(run), downloads(id));
+    if (first || run.summary) page.summaryCard.replaceChildren(...summaryCard(run), downloads(id));
     if (state.theory === undefined) state.theory = await theoryFor(id);
   };
   const refresh = async (metricsToo = true) => {
@@ -204,8 +205,7 @@ function runLayout(id) {
     head: h("h1", {}, `Run ${id}`), status: h("div", { class: "toolbar", id: "run-actions" }),
     errorBox: h("div"), editor: h("div"), note: h("div", { class: "legend-note", id: "theory-note" }),
     specCard: h("div", { class: "card grow" }, h("h2", {}, "Spec")),
-    summaryCard: h("div", { class: "card grow", id: "summary" }, h("h2", {}, "Summary"),
-      h("p", { class: "muted" }, "Appears when the run ends.")),
+    summaryCard: h("div", { class: "card grow", id: "summary" }),
     reset: h("button", { id: "reset-zoom", hidden: true }, "Reset zoom"),
     smooth: h("input", { type: "range", id: "smoothing", min: 0, max: 0.99, step: 0.01, value: 0 }),
     axisSlot: h("span"), firstChart: h("div"), otherCharts: h("div", { class: "chart-grid" }),

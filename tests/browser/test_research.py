@@ -201,3 +201,26 @@ def test_run_page_follows_the_run_by_server_sent_events(api, browser):
     assert f"/experiments/{experiment_id}/events" in paths
     # Read once at the start and once after the terminal status: no polling in between.
     assert paths.count(f"/experiments/{experiment_id}") <= 3, paths
+
+
+def test_download_buttons_save_the_csv_and_parquet_exports(api, browser, tmp_path):
+    experiment_id = _post(api, "/experiments", {"steps": 500})["id"]
+    wait_for(lambda: _all_succeeded(api, [experiment_id]), "the run to finish")
+    browser.execute_cdp_cmd(
+        "Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)}
+    )
+    browser.get(f"{api.url}/#/runs/{experiment_id}")
+    for extension in ("csv", "parquet"):
+        saved = _download(browser, tmp_path, experiment_id, extension)
+        exported = httpx.get(f"{api.url}/experiments/{experiment_id}/metrics.{extension}")
+        wait_for(lambda: saved.read_bytes() == exported.content, "the whole file")  # noqa: B023
+
+
+def _download(browser, folder, experiment_id: int, extension: str):
+    """Press the download button of `extension`; the saved file's path once it exists."""
+    button = f"download-{extension}"
+    _wait(browser, lambda: browser.find_elements(By.ID, button), f"the {button} button")
+    browser.find_element(By.ID, button).click()
+    saved = folder / f"experiment-{experiment_id}-metrics.{extension}"
+    wait_for(saved.exists, f"the {extension} download")
+    return saved
