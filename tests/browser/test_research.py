@@ -224,3 +224,24 @@ def _download(browser, folder, experiment_id: int, extension: str):
     saved = folder / f"experiment-{experiment_id}-metrics.{extension}"
     wait_for(saved.exists, f"the {extension} download")
     return saved
+
+
+THEORY_POINTS = """
+const c = window.dirconv.charts[arguments[0]];
+const i = c.series.findIndex(s => s.label.startsWith("flow theory"));
+return c.data[0].map((x, j) => [x, c.data[i][j]]).filter(([, y]) => y !== null && y !== undefined);
+"""
+
+
+def test_theory_stops_at_the_integrators_floor_and_the_datas_steps(api, browser):
+    spec = {"depth": 4, "steps": 40_000, "log_every": 20}
+    experiment_id = _post(api, "/experiments", spec)["id"]
+    wait_for(lambda: _all_succeeded(api, [experiment_id]), "the run to finish")
+    theory = httpx.get(f"{api.url}/experiments/{experiment_id}/theory").json()
+    assert min(theory["directional_error"]) < 1e-9  # the flow itself goes below the floor
+    browser.get(f"{api.url}/#/runs/{experiment_id}")
+    notes = lambda: browser.find_elements(By.ID, "theory-note")  # noqa: E731
+    _wait(browser, lambda: any("1e-9" in note.text for note in notes()), "the floor's note")
+    drawn = browser.execute_script(THEORY_POINTS, "directional_error")
+    assert min(y for _, y in drawn) >= 1e-9
+    assert 10_000 < drawn[-1][0] < 40_000  # cut where it crossed the floor, not at the end
