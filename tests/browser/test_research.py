@@ -245,3 +245,21 @@ def test_theory_stops_at_the_integrators_floor_and_the_datas_steps(api, browser)
     drawn = browser.execute_script(THEORY_POINTS, "directional_error")
     assert min(y for _, y in drawn) >= 1e-9
     assert 10_000 < drawn[-1][0] < 40_000  # cut where it crossed the floor, not at the end
+
+
+def test_runs_found_by_spec_values_and_grouped_by_id(api, sweep, browser):
+    ids = sweep["experiment_ids"]
+    browser.get(f"{api.url}/#/?sweep_id={sweep['id']}&spec.depth=2&sort=min_directional_error")
+    rows = "#runs tbody tr[data-id]"
+    _wait(browser, lambda: len(browser.find_elements(By.CSS_SELECTOR, rows)) == 4, "4 rows")
+    assert browser.find_element(By.ID, "filter-spec").get_attribute("value") == "depth=2"
+    best = [
+        r.find_element(By.CSS_SELECTOR, "td.best").text
+        for r in browser.find_elements(By.CSS_SELECTOR, rows)
+    ]
+    assert [float(b) for b in best] == sorted(float(b) for b in best)
+    # Runs picked by id, grouped on the page by a spec field, each group aggregated by the API.
+    browser.get(f"{api.url}/#/compare?ids={','.join(map(str, ids))}&by=depth")
+    _wait(browser, lambda: browser.execute_script(BANDS, "compare") == 4, "four bands")
+    boxes = browser.find_elements(By.CSS_SELECTOR, "#group-by input[data-by]")
+    assert {b.get_attribute("value") for b in boxes} == {"depth", "seed", "name"}
