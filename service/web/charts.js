@@ -163,15 +163,28 @@ export function chartedMetrics(defined, series) {
 
 // ---------- theory ----------
 
+// A run's spec never changes, so neither does its curve: read once a page load.
+const theories = new Map();
+
 // The flow's curve for a run: {steps, values, complete, end}, or null without one.
 export async function theoryFor(id) {
+  if (!theories.has(id)) {
+    theories.set(id, readTheory(id).then((curve) => {
+      if (curve === undefined) theories.delete(id);  // the API was busy: ask again later
+      return curve || null;
+    }));
+  }
+  return theories.get(id);
+}
+
+async function readTheory(id) {
   if (!features.theory) return null;
   try {
     const body = await api(`/experiments/${id}/theory?max_points=${MAX_POINTS}`);
     const steps = body.steps;
     return { steps, values: toNumbers(body.directional_error), complete: body.complete,
       end: steps[steps.length - 1] };
-  } catch (_) { return null; }  // 404/422: no theory for this spec
+  } catch (error) { return error.status === 503 ? undefined : null; }  // 404/422: no theory for this spec
 }
 
 // The theory inside [lo, hi] (the data's steps), cut where it first drops below THEORY_FLOOR:
