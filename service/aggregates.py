@@ -7,6 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -52,19 +53,36 @@ def included_ids(session: Session, experiment_ids: Sequence[int], archived: bool
     return [i for i in experiment_ids if i in found]
 
 
-def series_aggregate(
+def aggregate_groups(
     session: Session,
-    experiment_ids: list[int],
+    id_groups: list[list[int]],
     name: str,
     stats: list[str],
     bounds: Bounds,
     max_points: int | None,
+) -> list[dict[str, Any]]:
+    """{"steps", "n", <stat>...} of `name` over each group of runs, once both read bounds
+    are checked over all groups together (before any value is read)."""
+    _check_read(session, [i for ids in id_groups for i in ids], name, bounds)
+    grids = [
+        aggregate.thinned(metric_store.step_grid(session, ids, name, **bounds), max_points)
+        for ids in id_groups
+    ]
+    _check_answer(sum(len(grid) for grid in grids), len(stats))
+    return [
+        _aggregate(session, ids, grid, name, stats, bounds)
+        for ids, grid in zip(id_groups, grids, strict=True)
+    ]
+
+
+def _aggregate(
+    session: Session,
+    experiment_ids: list[int],
+    grid: np.ndarray,
+    name: str,
+    stats: list[str],
+    bounds: Bounds,
 ) -> dict[str, Any]:
-    """{"steps", "n", <stat>...} of `name` over the runs, after checking both read bounds."""
-    _check_read(session, experiment_ids, name, bounds)
-    grid = metric_store.step_grid(session, experiment_ids, name, **bounds)
-    grid = aggregate.thinned(grid, max_points)
-    _check_answer(len(grid), len(stats))
     position = {experiment_id: row for row, experiment_id in enumerate(experiment_ids)}
     parts = (
         (position[i], part)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import cache
-from typing import Any, get_args, get_origin
+from typing import Annotated, Any, get_args, get_origin
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import ColumnElement, and_, case
+from sqlalchemy import BigInteger, ColumnElement, and_, case, cast
 
 from core.models import Experiment
 from core.spec import METRIC_NAMES, ExperimentSpec, is_storable_text
@@ -82,7 +82,10 @@ def _field_type(field: str, parameter: str) -> Any:
     if spec_field is None:
         known = ", ".join(SPEC_PREFIX + name for name in ExperimentSpec.model_fields)
         raise invalid(("query", parameter), f"unknown spec field {field!r}; known: {known}")
-    return spec_field.annotation
+    # With the field's bounds: a value no run can hold is refused, never sent to SQL.
+    if not spec_field.metadata:
+        return spec_field.annotation
+    return Annotated[spec_field.annotation, *spec_field.metadata]
 
 
 def _parsed(annotation: Any, text: str, parameter: str) -> Any:
@@ -121,8 +124,8 @@ def _scalar(element: Any, value: Any) -> ColumnElement[bool]:
         return element.as_string().is_(None)
     if isinstance(value, bool):
         return element.as_boolean() == value
-    if isinstance(value, int):
-        return element.as_integer() == value
+    if isinstance(value, int):  # as_integer() casts to 32 bits; seeds go up to 2**63 - 1
+        return cast(element.as_string(), BigInteger) == value
     if isinstance(value, float):
         return element.as_float() == value
     return element.as_string() == value

@@ -23,7 +23,7 @@ class RunQuery:
     tag: str | None = None
     sweep_id: int | None = None
     archived: bool = False
-    """Archived runs only if true (they are hidden otherwise)."""
+    """Whether archived runs are listed too (they are hidden otherwise)."""
     conditions: list[ColumnElement[bool]] = field(default_factory=list)
     order: list[Any] = field(default_factory=list)
 
@@ -33,7 +33,9 @@ def list_experiments(
 ) -> tuple[Sequence[Experiment], int]:
     """A page of experiments in `wanted.order` (default newest first), and the total count
     matching the filters."""
-    query = select(Experiment).where(Experiment.archived.is_(wanted.archived), *wanted.conditions)
+    query = select(Experiment).where(*wanted.conditions)
+    if not wanted.archived:
+        query = query.where(Experiment.archived.is_(False))
     if wanted.status is not None:
         query = query.where(Experiment.status == wanted.status)
     if wanted.tag is not None:

@@ -24,13 +24,14 @@ from service.api.deps import (
     refuse_overruns,
     reused_key_refused,
 )
-from service.api.errors import documented
+from service.api.errors import WHEN, documented
 from service.idempotency import BodyDigest, KeyHeader
 from service.schemas import ExperimentList, ExperimentPatch, ExperimentRead
 
 router = APIRouter(prefix="/experiments", tags=["experiments"])
 
 StatusFilter = Literal[STATUSES]  # type: ignore[valid-type]
+ERROR_SCHEMA = "#/components/schemas/ErrorMessage"
 SORT_HELP = (
     "a time (created_at, started_at, finished_at), id, name or numeric summary field "
     "(e.g. final_directional_error); prefix - for descending"
@@ -66,7 +67,7 @@ def list_experiments(
     status: StatusFilter | None = None,
     tag: Annotated[str | None, Query(max_length=100, pattern=NO_NUL)] = None,
     sweep_id: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
-    archived: Annotated[bool, Query(description="list archived runs instead")] = False,
+    archived: Annotated[bool, Query(description="list archived runs too")] = False,
     sort: Annotated[str, Query(description=SORT_HELP, max_length=100)] = "-created_at",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
@@ -235,8 +236,20 @@ def _event_cursor(
     return sent
 
 
+JSON_ERRORS = {
+    status: {
+        "description": WHEN[status],
+        "content": {"application/json": {"schema": {"$ref": ERROR_SCHEMA}}},
+    }
+    for status in (404, 413, 503)
+}
+"""An event stream's errors are JSON, not events (FastAPI would document its media type)."""
+
+
 @router.get(
-    "/{experiment_id}/events", response_class=EventSourceResponse, responses=documented(404)
+    "/{experiment_id}/events",
+    response_class=EventSourceResponse,
+    responses=JSON_ERRORS,
 )
 async def experiment_events(
     request: Request,

@@ -182,7 +182,7 @@ def aggregate(
         "name": name,
         "ids": found,
         "missing": [i for i in chosen if i not in found],
-        **aggregates.series_aggregate(session, found, name, chosen_stats, bounds, max_points),
+        **aggregates.aggregate_groups(session, [found], name, chosen_stats, bounds, max_points)[0],
     }
     return Response(exports.dumps(content), media_type="application/json")
 

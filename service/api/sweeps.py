@@ -133,13 +133,13 @@ def aggregate_sweep(
         row for row in sweep_store.member_rows(session, sweep_id) if archived or not row.archived
     ]
     bounds = {"start_step": start_step, "end_step": end_step}
+    grouped = aggregates.groups(rows, fields)
+    results = aggregates.aggregate_groups(
+        session, [ids for _, ids in grouped], name, chosen_stats, bounds, max_points
+    )
     groups = [
-        {
-            "values": values,
-            "ids": ids,
-            **aggregates.series_aggregate(session, ids, name, chosen_stats, bounds, max_points),
-        }
-        for values, ids in aggregates.groups(rows, fields)
+        {"values": values, "ids": ids, **result}
+        for (values, ids), result in zip(grouped, results, strict=True)
     ]
     content = {"sweep_id": sweep_id, "name": name, "by": fields, "groups": groups}
     return Response(exports.dumps(content), media_type="application/json")

@@ -174,3 +174,25 @@ def test_bad_aggregate_queries_name_their_field(client, db, query):
     raw = _seeded_runs(client, db)
     refused = client.get(f"/metrics/aggregate?ids={next(iter(raw))}&{query}")
     assert refused.status_code == 422
+
+
+def test_sweep_groups_leave_out_archived_members_unless_asked(client, db):
+    sweep_id, members = _sweep(client, db)
+    archived = next(iter(members))
+    client.delete(f"/experiments/{archived}", headers={"Content-Type": "application/json"})
+    query = f"/sweeps/{sweep_id}/aggregate?by=depth,lr&stats=max"
+    groups = client.get(query).json()["groups"]
+    assert sum(len(group["ids"]) for group in groups) == len(members) - 1
+    assert all(archived not in group["ids"] for group in groups)
+    groups = client.get(f"{query}&archived=true").json()["groups"]
+    assert any(archived in group["ids"] and group["n"][0] == 3 for group in groups)
+
+
+def test_the_read_bound_counts_every_group_of_a_sweep_answer(client, db, settings_env):
+    sweep_id, _ = _sweep(client, db)
+    settings_env(MAX_READ_POINTS=2000)  # one group's answer is 300 x 4 = 1200 numbers
+    refused = client.get(f"/sweeps/{sweep_id}/aggregate?by=depth,lr&stats=mean,max")
+    assert refused.status_code == 422
+    assert refused.json()["detail"][0]["loc"] == ["query", "max_points"]
+    allowed = client.get(f"/sweeps/{sweep_id}/aggregate?by=depth,lr&stats=mean,max&max_points=100")
+    assert allowed.status_code == 200

@@ -34,6 +34,9 @@ def test_spec_filters_match_exactly_and_combine(client):
     assert sorted(_ids(client, "spec.teacher=[0,1]")) == [deep_sgd, deep_gd, shallow]
     assert _ids(client, "spec.teacher=[0,1,0]") == []
     assert _ids(client, "spec.dtype=float64") == []
+    big_seed = _create(client, seed=2**62)
+    assert _ids(client, f"spec.seed={2**62}") == [big_seed]
+    assert sorted(_ids(client, "spec.seed=0")) == [deep_sgd, deep_gd, shallow]
 
 
 def test_unknown_spec_fields_and_bad_values_are_refused_by_name(client):
@@ -41,6 +44,9 @@ def test_unknown_spec_fields_and_bad_values_are_refused_by_name(client):
     for query, name in [
         ("spec.colour=red", "spec.colour"),
         ("spec.depth=deep", "spec.depth"),
+        ("spec.depth=2000", "spec.depth"),
+        (f"spec.seed={2**70}", "spec.seed"),
+        ("spec.lr=0", "spec.lr"),
         ("spec.optimizer=adam", "spec.optimizer"),
         ("spec.teacher=[0,", "spec.teacher"),
         ("sort=colour", "sort"),

@@ -65,7 +65,7 @@ def test_archive_hides_a_run_until_restored(client, db):
     response = client.delete(f"/experiments/{archived['id']}", headers=JSON)
     assert response.status_code == 204 and response.content == b""
     assert _listed(client) == [kept["id"]]
-    assert _listed(client, "archived=true") == [archived["id"]]
+    assert _listed(client, "archived=true") == [archived["id"], kept["id"]]
     read = client.get(f"/experiments/{archived['id']}").json()
     assert read["archived"] is True and read["status"] == "canceled"  # it was queued
     ids = f"{kept['id']},{archived['id']}"
