@@ -169,10 +169,8 @@ async function sweepGroups(s) {
   const params = new URLSearchParams({ name: "directional_error", by: s.by.join(","),
     stats: statsParam(s), max_points: MAX_POINTS });
   const body = await api(`/sweeps/${s.sweep}/aggregate?${params}`);
-  return withTheory(await Promise.all(body.groups.map(async (group, i) => {
-    const first = await api(`/experiments/${group.ids[0]}`);
-    return { ...groupCurve(s, group, i, first.spec.lr), runs: [first] };
-  })));
+  const firsts = await runsOf(body.groups.map((group) => group.ids[0]), s.sweep);
+  return withTheory(body.groups.map((group, i) => ({ ...groupCurve(s, group, i, firsts[i].spec.lr), runs: [firsts[i]] })));
 }
 
 // Runs picked by id, grouped on the page by their spec values, each group aggregated by the API.
@@ -210,9 +208,19 @@ function varyingFields(runs) {
   return fields.filter((field) => new Set(runs.map((run) => JSON.stringify(run.spec[field]))).size > 1);
 }
 
+// The runs of `ids`: one list read by sweep where the API filters by it, else one read a run.
+async function runsOf(ids, sweepId) {
+  const byId = {};
+  if (features.lifecycle) {
+    const page = await api(`/experiments?sweep_id=${sweepId}&archived=true&limit=1000`);
+    page.data.forEach((run) => { byId[run.id] = run; });
+  }
+  return Promise.all(ids.map((id) => byId[id] || api(`/experiments/${id}`)));
+}
+
 async function sweepMembers(sweepId) {
   const body = await api(`/sweeps/${sweepId}/metrics?name=directional_error&max_points=${MAX_POINTS}`);
-  const runs = await Promise.all(body.members.map((m) => api(`/experiments/${m.experiment_id}`)));
+  const runs = await runsOf(body.members.map((m) => m.experiment_id), sweepId);
   return body.members.map((m, i) => ({
     runs: [runs[i]], ids: [m.experiment_id], colour: COLOURS[i % COLOURS.length], lr: runs[i].spec.lr,
     label: Object.entries(m.grid_values || {}).map(([k, v]) => `${k}=${v}`).join(", ") || `#${m.experiment_id}`,
