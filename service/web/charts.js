@@ -120,7 +120,9 @@ export function lineChart(target, key, title, series,
   if (existing) { existing.destroy(); delete window.dirconv.charts[key]; }
   const options = {
     title, width: Math.max(320, target.clientWidth || 600), height,
-    scales: { x: { time: false, distr: logX ? 3 : 1 }, y: { distr: logY ? 3 : 1 } },
+    // A log x axis spans the data, not the decades around it (uPlot's default).
+    scales: { x: { time: false, distr: logX ? 3 : 1, ...(logX ? { range: (u, lo, hi) => [lo, hi] } : {}) },
+      y: { distr: logY ? 3 : 1 } },
     axes: [{ label: xLabel }, { size: 60, values: (u, ticks) => ticks.map(tick) }],
     cursor: { sync: { key: "dirconv" }, drag: { x: true, y: false, setScale: !onZoom } },
     legend: { show: legend },
