@@ -263,3 +263,14 @@ def test_runs_found_by_spec_values_and_grouped_by_id(api, sweep, browser):
     _wait(browser, lambda: browser.execute_script(BANDS, "compare") == 4, "four bands")
     boxes = browser.find_elements(By.CSS_SELECTOR, "#group-by input[data-by]")
     assert {b.get_attribute("value") for b in boxes} == {"depth", "seed", "name"}
+
+
+def test_rerun_opens_a_new_run_with_the_same_spec(api, browser):
+    original = _post(api, "/experiments", {"steps": 700, "depth": 3, "seed": 5})
+    browser.get(f"{api.url}/#/runs/{original['id']}")
+    _wait(browser, lambda: browser.find_elements(By.ID, "rerun"), "the rerun button")
+    browser.find_element(By.ID, "rerun").click()
+    page = f"/runs/{original['id']}"
+    _wait(browser, lambda: not browser.current_url.endswith(page), "the new run's page")
+    copy = _run(api, int(browser.current_url.rsplit("/", 1)[1]))
+    assert copy["id"] != original["id"] and copy["spec"] == original["spec"]
