@@ -11,7 +11,7 @@ from selenium.webdriver.support.select import Select
 from tests.browser.conftest import ARTIFACTS
 from tests.waiting import wait_for
 
-MAX_POINTS = 2000  # what the dashboard asks the API for (app.js)
+MAX_POINTS = 2000  # what the dashboard asks the API for (lib.js)
 
 # How many canvas pixels of a chart are not background: proof that lines were drawn.
 INK_SCRIPT = """
@@ -150,6 +150,11 @@ def test_cancel_button_stops_a_running_run(api, browser):
     _wait(browser, lambda: _status(browser) == "canceled", "status canceled", timeout=15)
 
 
-@pytest.mark.parametrize("path", ["/", "/ui/app.js", "/ui/vendor/uPlot.iife.min.js"])
+MODULES = ["app", "lib", "charts", "events", "runs", "run", "compare", "sweeps", "forms"]
+
+
+@pytest.mark.parametrize(
+    "path", ["/", "/ui/vendor/uPlot.iife.min.js", *(f"/ui/{name}.js" for name in MODULES)]
+)
 def test_dashboard_files_are_served(api, path):
     assert httpx.get(f"{api.url}{path}").status_code == 200
