@@ -416,8 +416,22 @@ def chunk_parts(
         MetricChunk.offsets_u16,
         MetricChunk.values_f64,
     ).where(MetricChunk.experiment_id.in_(experiment_ids), MetricChunk.name == name)
-    query = _range(query, start_step, end_step).execution_options(
-        yield_per=AGGREGATE_ROWS_PER_FETCH
-    )
-    for experiment_id, *row in connection.execute(query):
+    query = _range(query, start_step, end_step)
+    for experiment_id, *row in _streamed(connection, query):
         yield experiment_id, clip(unpack([row]), start_step, end_step)
+
+
+def _streamed(connection: Connection | Session, query: AnySelect) -> Iterator[Sequence[Any]]:
+    """The query's rows, AGGREGATE_ROWS_PER_FETCH at a time. On PostgreSQL through a
+    server-side cursor in binary format: bytea then arrives as bytes, not hex text, which
+    makes reading many large chunks several times faster."""
+    outer = connection.connection() if isinstance(connection, Session) else connection
+    if outer.dialect.name != "postgresql":
+        yield from outer.execute(query.execution_options(yield_per=AGGREGATE_ROWS_PER_FETCH))
+        return
+    compiled = query.compile(dialect=outer.dialect, compile_kwargs={"render_postcompile": True})
+    raw: Any = outer.connection.dbapi_connection  # a psycopg connection
+    with raw.cursor(name="aggregate_chunks", binary=True) as cursor:
+        cursor.itersize = AGGREGATE_ROWS_PER_FETCH
+        cursor.execute(str(compiled), compiled.params)
+        yield from cursor

@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from core import cost, lifecycle
-from core.models import STATUSES, Experiment, key_range
+from core.models import STATUSES, Experiment, Sweep, key_range
 from core.settings import get_settings
 from core.spec import MAX_INT, METRIC_NAMES, ExperimentSpec
 from service import events, idempotency, run_filters, store
@@ -66,7 +66,7 @@ def list_experiments(
     session: ReadSession,
     status: StatusFilter | None = None,
     tag: Annotated[str | None, Query(max_length=100, pattern=NO_NUL)] = None,
-    sweep_id: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
+    sweep_id: Annotated[int | None, Query(ge=1, le=key_range(Sweep)[-1])] = None,
     archived: Annotated[bool, Query(description="list archived runs too")] = False,
     sort: Annotated[str, Query(description=SORT_HELP, max_length=100)] = "-created_at",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
