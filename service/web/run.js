@@ -57,7 +57,7 @@ function downloads(id) {
 export function renderRun(id) {
   const page = runLayout(id);
   const state = { run: null, series: null, theory: undefined, range: null, metrics: [],
-    axis: "step", smooth: 0 };
+    axis: "step", smooth: 0, logY: true };
   const charts = {};
   const chartFor = (name) => {
     if (!charts[name]) {
@@ -83,6 +83,7 @@ export function renderRun(id) {
   page.reset.addEventListener("click", async () => { state.range = null; page.reset.hidden = true; await readMetrics(); draw(); });
   page.axisSlot.append(xAxisSelect(async (axis) => { state.axis = axis; await readMetrics(); draw(); }));
   page.smooth.addEventListener("input", () => { state.smooth = Number(page.smooth.value); draw(); });
+  page.yScale.addEventListener("change", () => { state.logY = page.yScale.value === "log"; draw(); });
   const show = async (run) => {
     const first = !state.run;
     state.run = run;
@@ -178,7 +179,7 @@ function drawRun(state, chartFor, page, zoom) {
   let theoryShown = null;
   for (const metric of metrics) {
     const s = state.series[metric.name];
-    const logY = metric.scale !== "linear";
+    const logY = state.logY && metric.scale !== "linear";
     const values = toNumbers(s.values);
     const x = xValues(s.steps, state.axis, lr);
     const label = metric.name.replace("_", " ");
@@ -208,11 +209,14 @@ function runLayout(id) {
     summaryCard: h("div", { class: "card grow", id: "summary" }),
     reset: h("button", { id: "reset-zoom", hidden: true }, "Reset zoom"),
     smooth: h("input", { type: "range", id: "smoothing", min: 0, max: 0.99, step: 0.01, value: 0 }),
+    yScale: h("select", { id: "y-scale" }, h("option", { value: "log" }, "log (metrics charted so)"),
+      h("option", { value: "linear" }, "linear")),
     axisSlot: h("span"), firstChart: h("div"), otherCharts: h("div", { class: "chart-grid" }),
   };
   app.replaceChildren(page.head, page.status, page.errorBox,
     h("div", { class: "card" },
-      h("div", { class: "toolbar" }, page.axisSlot, h("label", {}, "smoothing", page.smooth), page.reset,
+      h("div", { class: "toolbar" }, page.axisSlot, h("label", {}, "y", page.yScale),
+        h("label", {}, "smoothing", page.smooth), page.reset,
         h("span", { class: "muted" }, "Drag across a chart to zoom in (the zoomed range is re-read at full detail); hover for values.")),
       page.firstChart, page.otherCharts, page.note),
     page.editor, h("div", { class: "row" }, page.specCard, page.summaryCard));

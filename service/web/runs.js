@@ -81,8 +81,10 @@ export function renderRuns(query) {
     compare.disabled = selected.size === 0;
   };
   const load = async () => {
+    const params = listParams(c);
+    keepInAddress(params);
     let page;
-    try { page = await api(`/experiments?${listParams(c)}`); } catch (error) {
+    try { page = await api(`/experiments?${params}`); } catch (error) {
       // A filter the API refuses (422 naming it) is shown, not retried silently.
       problem.replaceChildren(h("div", { class: "error-box" }, describe(error)));
       return;
@@ -95,6 +97,14 @@ export function renderRuns(query) {
   [c.status, c.tag, c.spec, c.sweep, c.sort, c.archived].forEach((n) => n.addEventListener("change", load));
   c.search.addEventListener("input", draw);
   every(LIST_POLL_MS, load);
+}
+
+// The filters in the page's address (without reloading it), so a filtered list can be shared.
+function keepInAddress(params) {
+  const shown = new URLSearchParams(params);
+  shown.delete("limit");
+  const hash = shown.toString() ? `#/?${shown}` : "#/";
+  if (location.hash !== hash) history.replaceState(null, "", hash);
 }
 
 function describe(error) {

@@ -24,6 +24,7 @@ SERIES_COLOURS = "return window.dirconv.charts[arguments[0]].series.slice(1).map
 BANDS = "const c = window.dirconv.charts[arguments[0]]; return c ? c.bands.length : -1;"
 # The last x value with a y value, for each series: where each line ends on the x axis.
 VIOLATIONS = "return window.dirconv.violations;"
+SLIDE = "arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('input'));"
 LAST_X = """
 const c = window.dirconv.charts[arguments[0]];
 return c.data.slice(1).map(ys => {
@@ -115,6 +116,18 @@ def test_grouped_compare_draws_a_band_and_theory_per_depth(api, sweep, browser, 
         lambda: "depth=1 max" in browser.execute_script(SERIES_LABELS, "compare"),
         "min-max bands",
     )
+    slider = browser.find_element(By.ID, "smoothing")
+    browser.execute_script(SLIDE, slider, 0.8)
+    _wait(
+        browser,
+        lambda: "depth=4 (raw)" in browser.execute_script(SERIES_LABELS, "compare"),
+        "the raw lines beside the smoothed ones",
+    )
+    labels = browser.execute_script(SERIES_LABELS, "compare")
+    assert len(labels) == 20 and "smooth=0.8" in browser.current_url
+    data = browser.execute_script("return window.dirconv.charts.compare.data;")
+    raw, smoothed = data[1 + labels.index("depth=4 (raw)")], data[1 + labels.index("depth=4")]
+    assert raw != smoothed and smoothed[0] == pytest.approx(raw[0], rel=1e-12)  # starts equal
     assert browser.execute_script(VIOLATIONS) == []  # the page's strict CSP refused nothing
 
 
