@@ -278,19 +278,30 @@ function linesOf(curve, s) {
 
 function drawCompare(page, s, curves) {
   const grouped = curves.some((c) => c.band !== null || c.n);
-  const centre = grouped ? CENTRES[s.centre] : "measured";
-  const title = `directional error (solid: ${centre}${grouped && BANDS[s.band] ? `, band: ${BAND_NAMES[s.band]}` : ""}, dashed: flow theory)`;
+  const band = grouped && BANDS[s.band] ? `, band: ${BAND_NAMES[s.band]}` : "";
+  const title = `directional error (solid: ${grouped ? CENTRES[s.centre] : "measured"}${band}, dashed: flow theory)`;
   lineChart(page.chart, "compare", title, curves.flatMap((c) => linesOf(c, s)), {
     logX: s.x === "logstep", logY: s.y === "log", legend: !grouped,
     xLabel: s.x === "time" ? "t = lr × step" : "step", height: grouped ? 420 : 300,
   });
-  page.legend.replaceChildren(...(grouped ? curves.map((c) => h("span", { class: "group-key", "data-group": c.label },
-    h("span", { class: "swatch", style: `background:${c.colour}` }), c.label, h("span", { class: "muted" }, ` (${c.ids.length})`))) : []));
+  page.legend.replaceChildren(...(grouped ? curves.map(groupKey) : []));
+  page.note.textContent = notesOf(s, curves);
+  page.table.replaceChildren(grouped ? groupTable(curves, s) : memberTable(curves));
+}
+
+function groupKey(curve) {
+  return h("span", { class: "group-key", "data-group": curve.label },
+    h("span", { class: "swatch", style: `background:${curve.colour}` }), curve.label,
+    h("span", { class: "muted" }, ` (${curve.ids.length})`));
+}
+
+function notesOf(s, curves) {
   const notes = [theoryNote(curves.some((c) => c.theory && !c.theory.complete))];
   if (s.smooth) notes.push(`Smoothed: EMA of weight ${s.smooth} over the plotted points (raw faint).`);
-  if (s.x === "time") notes.push("x is continuous time t = lr × step: runs with different learning rates line up with each other and with the flow.");
-  page.note.textContent = notes.join(" ");
-  page.table.replaceChildren(grouped ? groupTable(curves, s) : memberTable(curves));
+  if (s.x === "time") {
+    notes.push("x is continuous time t = lr × step: runs with different learning rates line up with each other and with the flow.");
+  }
+  return notes.join(" ");
 }
 
 const last = (values) => (values && values.length ? values[values.length - 1] : null);
