@@ -271,6 +271,9 @@ def test_runs_found_by_spec_values_and_grouped_by_id(api, sweep, browser):
         for r in browser.find_elements(By.CSS_SELECTOR, rows)
     ]
     assert [float(b) for b in best] == sorted(float(b) for b in best)
+    browser.get(f"{api.url}/#/?spec.colour=red")  # not a spec field: the API's 422, shown
+    problem = lambda: browser.find_elements(By.CSS_SELECTOR, "#list-error .error-box")  # noqa: E731
+    _wait(browser, lambda: problem() and "colour" in problem()[0].text, "the filter's error")
     # Runs picked by id, grouped on the page by a spec field, each group aggregated by the API.
     browser.get(f"{api.url}/#/compare?ids={','.join(map(str, ids))}&by=depth")
     _wait(browser, lambda: browser.execute_script(BANDS, "compare") == 4, "four bands")
