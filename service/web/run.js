@@ -204,6 +204,7 @@ function drawRun(state, chartFor, page, zoom) {
 function runLayout(id) {
   const page = {
     head: h("h1", {}, `Run ${id}`), status: h("div", { class: "toolbar", id: "run-actions" }),
+    progress: h("span"), pace: h("span", { id: "pace" }), headerKey: null,
     errorBox: h("div"), editor: h("div"), note: h("div", { class: "legend-note", id: "theory-note" }),
     specCard: h("div", { class: "card grow" }, h("h2", {}, "Spec")),
     summaryCard: h("div", { class: "card grow", id: "summary" }),
@@ -260,21 +261,32 @@ function lifecycleButtons(run, refresh) {
   return [rerun, archive];
 }
 
+// The heading and the action buttons are rebuilt only when what they show changes (a button
+// replaced every event could swallow a click); the progress bar and pace on every update.
 function renderRunHeader(run, page, pace, refresh) {
-  page.head.replaceChildren(`${run.name}`, h("span", { class: "muted" }, `#${run.id}`), badge(run.status),
-    run.archived ? h("span", { class: "badge archived", id: "archived-badge" }, "archived") : "",
-    tagChips(run.tags));
+  const key = JSON.stringify([run.status, run.name, run.tags, run.archived, run.owner, run.duration_seconds]);
+  if (page.headerKey !== key) {
+    page.headerKey = key;
+    page.head.replaceChildren(`${run.name}`, h("span", { class: "muted" }, `#${run.id}`), badge(run.status),
+      run.archived ? h("span", { class: "badge archived", id: "archived-badge" }, "archived") : "",
+      tagChips(run.tags));
+    page.status.replaceChildren(page.progress, page.pace, ...runActions(run, refresh));
+  }
+  page.progress.replaceChildren(progressBar(run, true));
+  page.pace.textContent = pace;
+}
+
+function runActions(run, refresh) {
   const cancel = actionButton("cancel", "Cancel run", "change", run, async () => {
     await api(`/experiments/${run.id}/cancel`, { method: "POST" });
   }, true);
-  page.status.replaceChildren(progressBar(run, true),
-    pace ? h("span", { id: "pace" }, pace) : "",
-    FINISHED.includes(run.status) ? "" : cancel, ...lifecycleButtons(run, refresh),
+  const took = FINISHED.includes(run.status) && run.duration_seconds != null ? `took ${fmtDuration(run.duration_seconds)}` : "";
+  return [FINISHED.includes(run.status) ? "" : cancel, ...lifecycleButtons(run, refresh),
     h("a", { href: `#/compare?ids=${run.id}` }, "compare…"),
     run.sweep_id ? h("a", { href: `#/compare?sweep=${run.sweep_id}` }, `sweep ${run.sweep_id}`) : "",
     run.owner ? h("span", { class: "muted", id: "owner" }, `owner ${run.owner}`) : "",
     h("span", { class: "muted" }, `created ${new Date(run.created_at).toLocaleString()}`),
-    run.duration_seconds != null ? h("span", { class: "muted", id: "duration" }, `took ${fmtDuration(run.duration_seconds)}`) : "");
+    took ? h("span", { class: "muted", id: "duration" }, took) : ""];
 }
 
 // Name, tags and notes, saved with one PATCH of the fields that changed.
