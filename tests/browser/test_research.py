@@ -290,3 +290,14 @@ def test_rerun_opens_a_new_run_with_the_same_spec(api, browser):
     _wait(browser, lambda: not browser.current_url.endswith(page), "the new run's page")
     copy = _run(api, int(browser.current_url.rsplit("/", 1)[1]))
     assert copy["id"] != original["id"] and copy["spec"] == original["spec"]
+
+
+def test_sixteen_groups_get_sixteen_colours(api, sweep, browser):
+    browser.get(f"{api.url}/#/compare?sweep={sweep['id']}&by=depth,seed&band=minmax")
+    _wait(browser, lambda: browser.execute_script(BANDS, "compare") == 16, "sixteen bands")
+    labels = browser.execute_script(SERIES_LABELS, "compare")
+    colours = browser.execute_script(SERIES_COLOURS, "compare")
+    groups = [f"depth={d}, seed={s}" for d in DEPTHS for s in SEEDS]
+    assert len({colours[labels.index(group)] for group in groups}) == 16
+    keys = browser.find_elements(By.CSS_SELECTOR, "#compare-legend .group-key")
+    assert [k.get_attribute("data-group") for k in keys] == groups
