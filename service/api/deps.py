@@ -24,6 +24,11 @@ RETRY_AFTER_SECONDS = "1"
 Row = TypeVar("Row", bound=Base)
 
 
+def busy(what: str) -> HTTPException:
+    """A 503 with Retry-After: the database is busy (`what` says how)."""
+    return _busy(what)
+
+
 def _busy(what: str) -> HTTPException:
     return HTTPException(
         status_code=503,

@@ -19,6 +19,7 @@ from service.api.deps import (
     ReadSession,
     WriteSession,
     brief_turn,
+    busy,
     get_or_404,
     invalid,
     refuse_overruns,
@@ -100,7 +101,7 @@ def read_experiment(session: ReadSession, experiment_id: int) -> ExperimentRead:
 )
 def cancel_experiment(session: WriteSession, experiment_id: int) -> ExperimentRead:
     """Cancel a queued run at once; ask a running run's worker to stop it."""
-    experiment = get_or_404(session, Experiment, experiment_id)
+    experiment = _run_for_change(session, experiment_id)
     if not lifecycle.request_cancel(session, experiment_id):
         raise HTTPException(
             status_code=409, detail=f"experiment {experiment_id} is already {experiment.status}"
@@ -190,9 +191,7 @@ async def _existing_run(request: Request, experiment_id: int) -> int:
     """404 before a stream opens for a run that does not exist."""
     async with brief_turn(request) as admitted:
         if not admitted:
-            raise HTTPException(
-                status_code=503, detail="database busy, retry shortly", headers={"Retry-After": "1"}
-            )
+            raise busy("no free slot")
         exists = await anyio.to_thread.run_sync(_exists, request.app.state.engine, experiment_id)
     if not exists:
         raise HTTPException(status_code=404, detail=f"experiment {experiment_id} not found")

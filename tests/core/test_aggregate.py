@@ -58,3 +58,18 @@ def test_points_off_the_grid_are_skipped():
     part = SeriesArrays(np.array([0, 3, 5, 9]), np.array([1.0, 2.0, 3.0, 4.0]))
     result = aggregate(np.array([3, 9]), 1, [(0, part)], ["mean"])
     assert result.stats["mean"].tolist() == [2.0, 4.0]
+
+
+def test_a_wide_step_span_is_searched_with_the_same_result(monkeypatch):
+    rng = np.random.default_rng(3)
+    series = [
+        SeriesArrays(np.array([0, 10, 5_000_000]), rng.random(3)),
+        SeriesArrays(np.array([10, 20, 5_000_000]), rng.random(3)),
+    ]
+    grid = np.array([0, 10, 20, 5_000_000])
+    table = aggregate(grid, 2, enumerate(series), STATS)
+    monkeypatch.setattr("core.aggregate.MAX_LOOKUP_STEPS", 100)
+    searched = aggregate(grid, 2, enumerate(series), STATS)
+    assert table.n.tolist() == searched.n.tolist() == [1, 2, 1, 2]
+    for stat in STATS:
+        np.testing.assert_array_equal(table.stats[stat], searched.stats[stat])

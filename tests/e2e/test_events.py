@@ -70,7 +70,7 @@ def test_client_resumes_closed_streams_without_losing_or_repeating_points(stack:
 
 
 @SQLITE_ONLY
-def test_a_foreign_last_event_id_is_refused_by_name(stack: Stack):
+def test_a_foreign_last_event_id_or_metric_is_refused_by_name(stack: Stack):
     stack.start_api()
     run = httpx.post(f"{stack.url}/experiments", json={"steps": 100}).json()
     for bad in ["depth=3", "directional_error=x", "directional_error=99999999999999999999"]:
@@ -79,3 +79,6 @@ def test_a_foreign_last_event_id_is_refused_by_name(stack: Stack):
         )
         assert refused.status_code == 422, bad
         assert refused.json()["detail"][0]["loc"] == ["header", "Last-Event-ID"]
+    refused = httpx.get(f"{stack.url}/experiments/{run['id']}/events?names=directional_error,x")
+    assert refused.status_code == 422
+    assert refused.json()["detail"][0]["loc"] == ["query", "names"]
