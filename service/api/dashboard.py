@@ -15,7 +15,7 @@ router = APIRouter(tags=["dashboard"], include_in_schema=False)
 
 @router.get("/")
 def dashboard() -> FileResponse:
-    """Serve the dashboard page (runs, run, compare, new-run and new-sweep views)."""
+    """Serve the dashboard page (runs, run, sweeps, compare, new-run and new-sweep views)."""
     return FileResponse(WEB_DIR / "index.html", headers=NO_CACHE)
 
 

@@ -6,11 +6,12 @@ import httpx
 import pytest
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.select import Select
 
 from tests.browser.conftest import ARTIFACTS
 from tests.waiting import wait_for
 
-MAX_POINTS = 2000  # what the dashboard asks the API for (app.js)
+MAX_POINTS = 2000  # what the dashboard asks the API for (lib.js)
 
 # How many canvas pixels of a chart are not background: proof that lines were drawn.
 INK_SCRIPT = """
@@ -102,7 +103,7 @@ def test_run_from_the_form_goes_live_to_succeeded_and_draws(api, browser, screen
     assert "depth 4" in browser.find_element(By.ID, "spec").text
     screenshot("run-page")
     linear_points = browser.execute_script(POINTS_SCRIPT, "directional_error")[0]
-    browser.find_element(By.ID, "log-x").click()
+    Select(browser.find_element(By.ID, "x-axis")).select_by_value("logstep")
     _wait(  # re-read with log-spaced buckets, and step 0 dropped from a log axis
         browser,
         lambda: 0 < browser.execute_script(POINTS_SCRIPT, "directional_error")[0] != linear_points,
@@ -149,6 +150,11 @@ def test_cancel_button_stops_a_running_run(api, browser):
     _wait(browser, lambda: _status(browser) == "canceled", "status canceled", timeout=15)
 
 
-@pytest.mark.parametrize("path", ["/", "/ui/app.js", "/ui/vendor/uPlot.iife.min.js"])
+MODULES = ["app", "lib", "charts", "events", "runs", "run", "compare", "sweeps", "forms"]
+
+
+@pytest.mark.parametrize(
+    "path", ["/", "/ui/vendor/uPlot.iife.min.js", *(f"/ui/{name}.js" for name in MODULES)]
+)
 def test_dashboard_files_are_served(api, path):
     assert httpx.get(f"{api.url}{path}").status_code == 200
