@@ -13,7 +13,8 @@ import logging
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from core.settings import get_settings
@@ -27,6 +28,10 @@ AuthMode = Literal["tokens", "off"]
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+BEARER_SCHEME = HTTPBearer(auto_error=False, description="A token from `python -m service tokens "
+                           "create` or `POST /tokens`")  # fmt: skip
+"""Declares the scheme in the OpenAPI schema; the header is read (and refused) below."""
+DeclaredBearer = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER_SCHEME)]
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,9 @@ def _bearer_secret(request: Request) -> str:
     return secret
 
 
-def current_principal(request: Request, _turn: DatabaseTurn) -> Principal:
+def current_principal(
+    request: Request, _turn: DatabaseTurn, _declared: DeclaredBearer = None
+) -> Principal:
     """The caller: from its bearer token with auth on (401 if none is usable), else anonymous.
     Also counts the request against the token's rate limit (429 past it)."""
     if request.app.state.auth_mode == "off":
