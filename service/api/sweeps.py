@@ -2,15 +2,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.exceptions import RequestValidationError
 
-from core import cost, metric_store
+from core import cost, lifecycle, metric_store
 from core.models import Sweep
 from core.settings import get_settings
 from core.spec import MAX_INT, METRIC_NAMES
 from service import exports, idempotency, quotas, sweep_store
-from service.api.auth import CurrentPrincipal
+from service.api.auth import CurrentPrincipal, check_may_change
 from service.api.deps import (
     ReadSession,
     WriteSession,
@@ -71,6 +71,21 @@ def list_sweeps(
 def read_sweep(session: ReadSession, sweep_id: int) -> SweepRead:
     """Read a sweep: its grid, member ids and member counts by status."""
     return sweep_store.to_read(session, get_or_404(session, Sweep, sweep_id))
+
+
+@router.post(
+    "/{sweep_id}/cancel", status_code=202, response_model=SweepRead, responses=documented(404, 409)
+)
+def cancel_sweep(session: WriteSession, principal: CurrentPrincipal, sweep_id: int) -> SweepRead:
+    """Cancel every queued or running member (running ones stop at their worker's next flush)."""
+    sweep = get_or_404(session, Sweep, sweep_id)
+    check_may_change(principal, sweep.owner, f"sweep {sweep_id}")
+    members = sweep_store.member_rows(session, sweep_id)
+    canceled = [lifecycle.request_cancel(session, row.id) for row in members]
+    if not any(canceled):
+        raise HTTPException(status_code=409, detail=f"sweep {sweep_id} has no run left to cancel")
+    session.commit()
+    return sweep_store.to_read(session, sweep)
 
 
 @router.get("/{sweep_id}/metrics", response_model=SweepMetrics, responses=documented(404))

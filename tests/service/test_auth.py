@@ -48,6 +48,7 @@ ROUTES = {
     ("POST", "/experiments"): Role.MEMBER,
     ("POST", "/experiments/{experiment_id}/cancel"): Role.MEMBER,
     ("POST", "/sweeps"): Role.MEMBER,
+    ("POST", "/sweeps/{sweep_id}/cancel"): Role.MEMBER,
     ("GET", "/tokens"): Role.ADMIN,
     ("POST", "/tokens"): Role.ADMIN,
     ("DELETE", "/tokens/{token_id}"): Role.ADMIN,
@@ -215,6 +216,19 @@ def test_members_cancel_their_own_runs_and_admins_anyones(auth_app) -> None:  # 
     assert canceled.status_code == 202 and canceled.json()["status"] == "canceled"
     by_admin = client.post(f"/experiments/{theirs}/cancel", headers=bearer(secrets.admin))
     assert by_admin.status_code == 202 and by_admin.json()["status"] == "canceled"
+
+
+def test_sweeps_are_canceled_by_their_owner_or_an_admin(auth_app) -> None:  # noqa: ANN001
+    client, secrets = auth_app
+    sweep = {"base": {"steps": 10}, "grid": {"seed": [1, 2]}}
+    created = client.post("/sweeps", json=sweep, headers=bearer(secrets.member)).json()
+    path = f"/sweeps/{created['id']}/cancel"
+    assert client.post(path, headers=bearer(secrets.other_member)).status_code == 403
+    reader = bearer(secrets.reader)
+    assert client.get(f"/sweeps/{created['id']}", headers=reader).json()["counts"]["queued"] == 2
+    canceled = client.post(path, headers=bearer(secrets.member))
+    assert canceled.status_code == 202 and canceled.json()["counts"]["canceled"] == 2
+    assert client.post(path, headers=bearer(secrets.admin)).status_code == 409
 
 
 def test_token_lifecycle_over_http(auth_app) -> None:  # noqa: ANN001
