@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import math
 import time
+import zlib
 from dataclasses import dataclass
 
 from limits import RateLimitItemPerSecond
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from core.models import Experiment, MetricChunk
@@ -65,12 +66,22 @@ def _owned(owner: str | None) -> tuple:
     return () if owner is None else (Experiment.owner == owner,)
 
 
+def _serialise_per_owner(session: Session, owner: str | None) -> None:
+    """Two submissions of one owner count one after the other, so together they cannot pass
+    a quota: SQLite's write lock (BEGIN IMMEDIATE) already does this; PostgreSQL takes an
+    advisory lock per owner until the transaction ends."""
+    if session.get_bind().dialect.name == "postgresql":
+        key = zlib.crc32(f"dirconv-quota:{owner}".encode())
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
 def check_run_quotas(
     session: Session, owner: str | None, new_runs: int, new_points: int, settings: Settings
 ) -> None:
     """OverLimit if `owner`'s active runs plus `new_runs`, or its stored points plus the new
     runs' planned `new_points`, would pass DIRCONV_MAX_ACTIVE_RUNS or DIRCONV_MAX_USER_POINTS."""
     whose = "your" if owner is not None else "all"
+    _serialise_per_owner(session, owner)
     active = (
         session.scalar(select(func.count()).where(Experiment.status.in_(ACTIVE), *_owned(owner)))
         or 0

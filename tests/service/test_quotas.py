@@ -4,6 +4,7 @@ limit: each past its limit is a 429 with Retry-After naming the limit, and store
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -140,3 +141,21 @@ def test_429_is_in_the_schema_of_protected_routes(auth_client) -> None:  # noqa:
     post = schema["paths"]["/experiments"]["post"]["responses"]
     assert {"401", "403", "429", "415"} <= set(post)
     assert "limit" in schema["components"]["schemas"]["LimitMessage"]["properties"]
+
+
+def test_concurrent_submissions_cannot_pass_the_active_quota_together(
+    settings_env,
+    db,
+    database_url,  # noqa: ANN001
+) -> None:
+    settings_env(AUTH="tokens", MAX_ACTIVE_RUNS=3)
+    headers = _tokens(db, "max")["max"]
+    with api_client(create_app(database_url)) as client, ThreadPoolExecutor(8) as pool:
+        answers = list(
+            pool.map(
+                lambda _: client.post("/experiments", json=SMALL, headers=headers).status_code,
+                range(12),
+            )
+        )
+    assert sorted(answers) == [201] * 3 + [429] * 9
+    assert _run_count(db) == 3
