@@ -28,8 +28,9 @@ AuthMode = Literal["tokens", "off"]
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-BEARER_SCHEME = HTTPBearer(auto_error=False, description="A token from `python -m service tokens "
-                           "create` or `POST /tokens`")  # fmt: skip
+BEARER_SCHEME = HTTPBearer(
+    auto_error=False, description="A token from `python -m service tokens create` or POST /tokens"
+)
 """Declares the scheme in the OpenAPI schema; the header is read (and refused) below."""
 DeclaredBearer = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER_SCHEME)]
 

@@ -21,16 +21,16 @@ def create_token(session: WriteSession, request: TokenCreate) -> TokenCreated:
     """Create a token; its secret is in this answer and nowhere else."""
     token, secret = tokens.create(session, request.user, Role(request.role), request.expires_days)
     session.commit()
-    return TokenCreated(**TokenRead.model_validate(token, from_attributes=True).model_dump(),
-                        token=secret)  # fmt: skip
+    read = TokenRead.model_validate(token, from_attributes=True)
+    return TokenCreated(**read.model_dump(), token=secret)
 
 
 @router.get("", response_model=TokenList)
 def list_tokens(session: ReadSession) -> TokenList:
     """List every token (never a secret), oldest first."""
     rows = tokens.list_tokens(session)
-    return TokenList(data=[TokenRead.model_validate(r, from_attributes=True) for r in rows],
-                     count=len(rows))  # fmt: skip
+    data = [TokenRead.model_validate(row, from_attributes=True) for row in rows]
+    return TokenList(data=data, count=len(data))
 
 
 @router.delete("/{token_id}", status_code=204, responses=documented(404))
