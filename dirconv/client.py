@@ -65,6 +65,9 @@ def to_array(values: Iterable[Any]) -> np.ndarray:
     return np.array([float(value) for value in values], dtype=np.float64)
 
 
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
 class Client:
     """Talks to one dirconv API; every method raises `ApiError` on an error answer."""
 
@@ -82,6 +85,8 @@ class Client:
         self.close()
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        if method in STATE_CHANGING:  # the API refuses them without it (415), body or not
+            kwargs["headers"] = {"Content-Type": "application/json", **kwargs.get("headers", {})}
         response = self._http.request(method, path, **kwargs)
         if response.is_success:
             return response.json()

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.settings import get_settings
 from core.spec import StorableName, clean_tags, is_storable_text
+from service.tokens import MAX_EXPIRES_DAYS, USER_PATTERN
 
 
 class Progress(BaseModel):
@@ -35,6 +36,8 @@ class ExperimentRead(BaseModel):
     archived: bool = False
     notes: str = ""
     sweep_id: int | None = None
+    owner: str | None = None
+    """The user whose token submitted it; null when auth was off."""
 
 
 class ExperimentPatch(BaseModel):
@@ -159,6 +162,7 @@ class SweepRead(BaseModel):
     experiment_ids: list[int]
     total: int
     counts: dict[str, int]
+    owner: str | None = None
 
 
 class SweepList(BaseModel):
@@ -234,3 +238,40 @@ class SweepAggregate(BaseModel):
     name: str
     by: list[str]
     groups: list[SweepGroup]
+
+
+class TokenCreate(BaseModel):
+    """The body of `POST /tokens`."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    user: str = Field(pattern=USER_PATTERN, description="1-100 of A-Z a-z 0-9 . _ @ + -")
+    role: Literal["reader", "member", "admin"]
+    expires_days: int | None = Field(default=None, ge=1, le=MAX_EXPIRES_DAYS)
+
+
+class TokenRead(BaseModel):
+    """A token without its secret."""
+
+    id: int
+    user: str
+    role: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenCreated(TokenRead):
+    token: str
+    """The secret, shown this once; only its hash is stored."""
+
+
+class TokenList(BaseModel):
+    data: list[TokenRead]
+    count: int
+
+
+class Me(BaseModel):
+    user: str | None
+    """None with auth off."""
+    role: str

@@ -21,6 +21,7 @@ class RunQuery:
 
     status: str | None = None
     tag: str | None = None
+    owner: str | None = None
     sweep_id: int | None = None
     archived: bool = False
     """Whether archived runs are listed too (they are hidden otherwise)."""
@@ -36,6 +37,8 @@ def list_experiments(
     query = select(Experiment).where(*wanted.conditions)
     if not wanted.archived:
         query = query.where(Experiment.archived.is_(False))
+    if wanted.owner is not None:
+        query = query.where(Experiment.owner == wanted.owner)
     if wanted.status is not None:
         query = query.where(Experiment.status == wanted.status)
     if wanted.tag is not None:
@@ -74,6 +77,7 @@ def to_read(experiment: Experiment) -> ExperimentRead:
         archived=experiment.archived,
         notes=experiment.notes,
         sweep_id=experiment.sweep_id,
+        owner=experiment.owner,
     )
 
 

@@ -14,7 +14,8 @@ from core import cost, lifecycle
 from core.models import STATUSES, Experiment, Sweep, key_range
 from core.settings import get_settings
 from core.spec import MAX_INT, METRIC_NAMES, ExperimentSpec
-from service import events, idempotency, run_filters, store
+from service import events, idempotency, quotas, run_filters, store
+from service.api.auth import CurrentPrincipal, Principal, check_may_change
 from service.api.deps import (
     ReadSession,
     WriteSession,
@@ -38,27 +39,29 @@ SORT_HELP = (
     "(e.g. final_directional_error); prefix - for descending"
 )
 NO_NUL = r"^[^\x00]*$"
+OWNER_PATTERN = r"^[^\x00]{1,100}$"
 """No stored tag holds NUL, and PostgreSQL refuses to compare with one."""
 
 
 @router.post("", status_code=201, response_model=ExperimentRead)
 def create_experiment(
     session: WriteSession,
+    principal: CurrentPrincipal,
     digest: BodyDigest,
     idempotency_key: KeyHeader = None,
     spec: Annotated[ExperimentSpec | None, Body()] = None,
 ) -> dict:
     """Create an experiment from a spec (every field optional) and queue it."""
     spec = spec or ExperimentSpec()
-    refuse_overruns(cost.run_overruns(spec, get_settings()))
+    settings = get_settings()
+    refuse_overruns(cost.run_overruns(spec, settings))
+
+    def create() -> ExperimentRead:
+        quotas.check_run_quotas(session, principal.user, 1, cost.stored_points(spec), settings)
+        return store.to_read(lifecycle.create_experiment(session, spec, principal.user))
+
     with reused_key_refused():
-        return idempotency.once(
-            session,
-            "experiments",
-            idempotency_key,
-            digest,
-            lambda: store.to_read(lifecycle.create_experiment(session, spec)),
-        )
+        return idempotency.once(session, "experiments", idempotency_key, digest, create)
 
 
 @router.get("", response_model=ExperimentList)
@@ -72,12 +75,14 @@ def list_experiments(
     sort: Annotated[str, Query(description=SORT_HELP, max_length=100)] = "-created_at",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
+    owner: Annotated[str | None, Query(pattern=OWNER_PATTERN)] = None,
 ) -> ExperimentList:
     """List experiments (newest first unless `sort` says otherwise), filtered by status, tag,
-    sweep, archived, and `spec.<field>=value` (exact match, repeatable)."""
+    owner, sweep, archived, and `spec.<field>=value` (exact match, repeatable)."""
     wanted = store.RunQuery(
         status=status,
         tag=tag,
+        owner=owner,
         sweep_id=sweep_id,
         archived=archived,
         conditions=run_filters.spec_filters(request.query_params.multi_items()),
@@ -99,9 +104,11 @@ def read_experiment(session: ReadSession, experiment_id: int) -> ExperimentRead:
     response_model=ExperimentRead,
     responses=documented(404, 409),
 )
-def cancel_experiment(session: WriteSession, experiment_id: int) -> ExperimentRead:
+def cancel_experiment(
+    session: WriteSession, principal: CurrentPrincipal, experiment_id: int
+) -> ExperimentRead:
     """Cancel a queued run at once; ask a running run's worker to stop it."""
-    experiment = _run_for_change(session, experiment_id)
+    experiment = _run_for_change(session, principal, experiment_id)
     if not lifecycle.request_cancel(session, experiment_id):
         raise HTTPException(
             status_code=409, detail=f"experiment {experiment_id} is already {experiment.status}"
@@ -111,9 +118,9 @@ def cancel_experiment(session: WriteSession, experiment_id: int) -> ExperimentRe
     return store.to_read(experiment)
 
 
-def _run_for_change(session: Session, experiment_id: int) -> Experiment:
-    """The run a request may change (404 if none), locked for this transaction: every
-    endpoint that changes a run fetches it here."""
+def _run_for_change(session: Session, principal: Principal, experiment_id: int) -> Experiment:
+    """The run a request may change (404 if none, 403 if another user's), locked for this
+    transaction: every endpoint that changes a run fetches it here."""
     run = (
         session.get(Experiment, experiment_id, with_for_update=True)
         if experiment_id in key_range(Experiment)
@@ -121,15 +128,19 @@ def _run_for_change(session: Session, experiment_id: int) -> Experiment:
     )
     if run is None:
         raise HTTPException(status_code=404, detail=f"experiment {experiment_id} not found")
+    check_may_change(principal, run.owner, f"experiment {experiment_id}")
     return run
 
 
 @router.patch("/{experiment_id}", response_model=ExperimentRead, responses=documented(404))
 def update_experiment(
-    session: WriteSession, experiment_id: int, changes: ExperimentPatch
+    session: WriteSession,
+    principal: CurrentPrincipal,
+    experiment_id: int,
+    changes: ExperimentPatch,
 ) -> ExperimentRead:
     """Rename, retag or annotate a run (its spec never changes: rerun instead)."""
-    run = _run_for_change(session, experiment_id)
+    run = _run_for_change(session, principal, experiment_id)
     if changes.name is not None:
         run.name = changes.name
     if changes.tags is not None:
@@ -142,18 +153,22 @@ def update_experiment(
 
 
 @router.delete("/{experiment_id}", status_code=204, responses=documented(404))
-def archive_experiment(session: WriteSession, experiment_id: int) -> Response:
+def archive_experiment(
+    session: WriteSession, principal: CurrentPrincipal, experiment_id: int
+) -> Response:
     """Archive a run (canceling it first if queued or running): it leaves lists but stays
     readable by id."""
-    lifecycle.archive(session, _run_for_change(session, experiment_id))
+    lifecycle.archive(session, _run_for_change(session, principal, experiment_id))
     session.commit()
     return Response(status_code=204)
 
 
 @router.post("/{experiment_id}/restore", response_model=ExperimentRead, responses=documented(404))
-def restore_experiment(session: WriteSession, experiment_id: int) -> ExperimentRead:
+def restore_experiment(
+    session: WriteSession, principal: CurrentPrincipal, experiment_id: int
+) -> ExperimentRead:
     """Bring an archived run back into lists."""
-    run = _run_for_change(session, experiment_id)
+    run = _run_for_change(session, principal, experiment_id)
     lifecycle.restore(run)
     session.commit()
     session.refresh(run)
@@ -168,6 +183,7 @@ def restore_experiment(session: WriteSession, experiment_id: int) -> ExperimentR
 )
 def rerun_experiment(
     session: WriteSession,
+    principal: CurrentPrincipal,
     experiment_id: int,
     digest: BodyDigest,
     idempotency_key: KeyHeader = None,
@@ -175,15 +191,21 @@ def rerun_experiment(
     """Queue a new run with the same spec as this one (whatever its status)."""
     # The stored spec was validated at submit and holds every default filled in, which
     # validation would refuse as "given but not applicable": take it as it is.
-    spec = ExperimentSpec.model_construct(**_run_for_change(session, experiment_id).spec)
-    refuse_overruns(cost.run_overruns(spec, get_settings()))
+    spec = ExperimentSpec.model_construct(**_run_for_change(session, principal, experiment_id).spec)
+    settings = get_settings()
+    refuse_overruns(cost.run_overruns(spec, settings))
+
+    def create() -> ExperimentRead:
+        quotas.check_run_quotas(session, principal.user, 1, cost.stored_points(spec), settings)
+        return store.to_read(lifecycle.create_experiment(session, spec, principal.user))
+
     with reused_key_refused():
         return idempotency.once(
             session,
             "rerun",
             idempotency_key,
             hashlib.sha256(f"{experiment_id}:{digest}".encode()).hexdigest(),
-            lambda: store.to_read(lifecycle.create_experiment(session, spec)),
+            create,
         )
 
 

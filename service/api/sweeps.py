@@ -2,14 +2,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.exceptions import RequestValidationError
 
-from core import metric_store
+from core import cost, lifecycle, metric_store
 from core.models import Sweep
 from core.settings import get_settings
 from core.spec import MAX_INT, METRIC_NAMES
-from service import aggregates, exports, idempotency, sweep_store
+from service import aggregates, exports, idempotency, quotas, sweep_store
+from service.api.auth import CurrentPrincipal, check_may_change
 from service.api.deps import (
     ReadSession,
     WriteSession,
@@ -36,18 +37,22 @@ router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 @router.post("", status_code=201, response_model=SweepCreated)
 def create_sweep(
     session: WriteSession,
+    principal: CurrentPrincipal,
     request: SweepCreate,
     digest: BodyDigest,
     idempotency_key: KeyHeader = None,
 ) -> dict:
     """Expand a grid into member experiments, validate every one, then queue them all."""
+    settings = get_settings()
     try:
-        members = sweep_store.expand(request, get_settings())
+        members = sweep_store.expand(request, settings)
     except sweep_store.SweepInvalid as exc:
         raise RequestValidationError(exc.errors) from None
 
     def create() -> SweepCreated:
-        sweep, ids = sweep_store.create_sweep(session, request, members)
+        points = sum(cost.stored_points(spec) for _, spec in members)
+        quotas.check_run_quotas(session, principal.user, len(members), points, settings)
+        sweep, ids = sweep_store.create_sweep(session, request, members, principal.user)
         return SweepCreated(id=sweep.id, experiment_ids=ids)
 
     with reused_key_refused():
@@ -69,6 +74,21 @@ def list_sweeps(
 def read_sweep(session: ReadSession, sweep_id: int) -> SweepRead:
     """Read a sweep: its grid, member ids and member counts by status."""
     return sweep_store.to_read(session, get_or_404(session, Sweep, sweep_id))
+
+
+@router.post(
+    "/{sweep_id}/cancel", status_code=202, response_model=SweepRead, responses=documented(404, 409)
+)
+def cancel_sweep(session: WriteSession, principal: CurrentPrincipal, sweep_id: int) -> SweepRead:
+    """Cancel every queued or running member (running ones stop at their worker's next flush)."""
+    sweep = get_or_404(session, Sweep, sweep_id)
+    check_may_change(principal, sweep.owner, f"sweep {sweep_id}")
+    members = sweep_store.member_rows(session, sweep_id)
+    canceled = [lifecycle.request_cancel(session, row.id) for row in members]
+    if not any(canceled):
+        raise HTTPException(status_code=409, detail=f"sweep {sweep_id} has no run left to cancel")
+    session.commit()
+    return sweep_store.to_read(session, sweep)
 
 
 @router.get("/{sweep_id}/metrics", response_model=SweepMetrics, responses=documented(404))

@@ -50,9 +50,9 @@ class Stack:
         self.processes.append(process)
         return process
 
-    def start_api(self, python: str = sys.executable) -> subprocess.Popen:
+    def start_api(self, host: str = "127.0.0.1", python: str = sys.executable) -> subprocess.Popen:
         """Start `python -m service` (by default this interpreter) and wait until it answers."""
-        args = ("service", "--host", "127.0.0.1", "--port", str(self.port))
+        args = ("service", "--host", host, "--port", str(self.port))
         process = self.start(*args, python=python)
         wait_for(lambda: self._healthy(process), "the API to answer /healthz", STARTUP_SECONDS)
         return process

@@ -13,7 +13,12 @@ import pytest
 import schemathesis
 from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import Status, events
+from sqlalchemy import update
 
+from core.db import make_engine, session_scope
+from core.models import Token
+from service import tokens
+from service.tokens import Role
 from tests.e2e.stack import Stack
 
 MAX_EXAMPLES = 25
@@ -29,13 +34,15 @@ SEEDED = [
     {"init": "balanced", "init_scale": 0.5, "steps": 100},
 ]
 """Runs that exist before fuzzing, so small generated ids find something to read."""
+FUZZER_TOKEN_ID = 1_999_999_937
 
 
-def _config(base_url: str) -> SchemathesisConfig:
+def _config(base_url: str, headers: dict[str, str]) -> SchemathesisConfig:
     return SchemathesisConfig.from_dict(
         {
             "seed": 20_260_101,
             "base-url": base_url,
+            "headers": headers,
             "request-timeout": 30,
             "cache": {"enabled": False},
             "generation": {
@@ -50,9 +57,10 @@ def _config(base_url: str) -> SchemathesisConfig:
     )
 
 
-def _run(stack: Stack) -> tuple[Counter[str], list[str]]:
+def _run(stack: Stack, headers: dict[str, str]) -> tuple[Counter[str], list[str]]:
     """Cases run per operation, and a line for each failed check or engine error."""
-    schema = schemathesis.openapi.from_url(f"{stack.url}/openapi.json", config=_config(stack.url))
+    config = _config(stack.url, headers)
+    schema = schemathesis.openapi.from_url(f"{stack.url}/openapi.json", config=config)
     cases, problems = Counter(), []
     for event in schemathesis.engine.from_schema(schema).execute():
         if isinstance(event, events.ScenarioFinished):
@@ -69,8 +77,22 @@ def _run(stack: Stack) -> tuple[Counter[str], list[str]]:
     return cases, problems
 
 
+def _admin_headers(database_url: str) -> dict[str, str]:
+    """An admin token's header; the token's id is out of reach of generated ids, so fuzzing
+    `DELETE /tokens/{id}` cannot revoke it."""
+    engine = make_engine(database_url)
+    with session_scope(engine, write=True) as session:
+        token, secret = tokens.create(session, "fuzzer", Role.ADMIN)
+        session.execute(update(Token).where(Token.id == token.id).values(id=FUZZER_TOKEN_ID))
+    engine.dispose()
+    return {"Authorization": f"Bearer {secret}"}
+
+
 @pytest.mark.slow
-def test_every_answer_is_documented_and_none_is_a_server_error(stack: Stack) -> None:
+@pytest.mark.parametrize("auth", ["off", "tokens"])
+def test_every_answer_is_documented_and_none_is_a_server_error(
+    stack: Stack, database_url: str, auth: str
+) -> None:
     # Small caps keep what generated POSTs store small; with no worker nothing trains.
     # Event streams of runs that never finish close after a moment (the client reconnects).
     stack.env.update(
@@ -80,17 +102,24 @@ def test_every_answer_is_documented_and_none_is_a_server_error(stack: Stack) -> 
             "DIRCONV_EVENTS_MAX_SECONDS": "0.2",
         }
     )
+    stack.env.update(
+        {"DIRCONV_AUTH": auth, "DIRCONV_RATE_LIMIT": "1e6", "DIRCONV_RATE_BURST": "1000000"}
+    )
+    headers = {"Content-Type": "application/json"}
+    if auth == "tokens":
+        headers.update(_admin_headers(database_url))
     stack.start_api()
     for spec in SEEDED:
-        httpx.post(f"{stack.url}/experiments", json=spec).raise_for_status()
-    httpx.post(f"{stack.url}/sweeps", json={"grid": {"seed": [1, 2]}}).raise_for_status()
+        httpx.post(f"{stack.url}/experiments", json=spec, headers=headers).raise_for_status()
+    sweep = {"grid": {"seed": [1, 2]}}
+    httpx.post(f"{stack.url}/sweeps", json=sweep, headers=headers).raise_for_status()
 
-    cases, problems = _run(stack)
+    cases, problems = _run(stack, headers)
 
     print(f"schemathesis: {sum(cases.values())} cases")
     for label, count in sorted(cases.items()):
         print(f"  {count:5d}  {label}")
-    paths = httpx.get(f"{stack.url}/openapi.json").json()["paths"]
+    paths = httpx.get(f"{stack.url}/openapi.json", headers=headers).json()["paths"]
     operations = {f"{method.upper()} {path}" for path, ops in paths.items() for method in ops}
     assert not problems, "\n".join(problems[:20])
     assert all(cases[label] > 0 for label in operations), cases
