@@ -28,7 +28,7 @@ class ApiError extends Error {
 async function api(path, options = {}) {
   const init = { headers: { "content-type": "application/json" }, ...options };
   if (init.body && typeof init.body !== "string") init.body = JSON.stringify(init.body);
-  const response = await fetch(path, init);
+  const response = await dirconvAuth.fetch(path, init);  // auth.js: token, sign-in on 401
   let body = null;
   try { body = await response.json(); } catch (_) { body = null; }
   if (!response.ok) throw new ApiError(response.status, body ? body.detail : response.statusText);
@@ -365,7 +365,7 @@ function speed(state, run) {
 
 function renderRunHeader(run, head, status, pace) {
   head.replaceChildren(`${run.name}`, h("span", { class: "muted" }, `#${run.id}`), badge(run.status));
-  const cancel = h("button", { class: "danger", id: "cancel", onclick: async () => {
+  const cancel = h("button", { class: "danger", id: "cancel", "data-owner": run.owner, onclick: async () => {
     cancel.disabled = true;
     try { await api(`/experiments/${run.id}/cancel`, { method: "POST" }); } catch (error) { alert(error.message); }
   } }, "Cancel run");
