@@ -33,8 +33,14 @@ window.dirconvAuth = (() => {
     return { ...init, headers };
   }
 
-  // fetch(), with the token; on a 401, ask for a token and send the request again.
+  // fetch(), with the token, once the API has said who we are (so that no page is drawn
+  // with actions the role cannot take); on a 401, ask for a token and send it again.
   async function authFetch(path, init = {}) {
+    await meKnown;
+    return send(path, init);
+  }
+
+  async function send(path, init) {
     for (;;) {
       const token = storedToken();
       const response = await fetch(path, withToken(init, token));
@@ -131,7 +137,7 @@ window.dirconvAuth = (() => {
 
   async function loadMe() {
     try {
-      const response = await authFetch("/me");
+      const response = await send("/me", {});
       setMe(response.ok ? await response.json() : { user: null, role: "open" });
     } catch (_) { setMe({ user: null, role: "open" }); }
   }
@@ -139,7 +145,7 @@ window.dirconvAuth = (() => {
   // Pages re-render often; hide what the role cannot use before each new node is painted.
   new MutationObserver(applyRole).observe(document.body, { childList: true, subtree: true });
   applyRole();
-  loadMe();
+  const meKnown = loadMe();
 
   return { fetch: authFetch, signOut, me: () => me };
 })();

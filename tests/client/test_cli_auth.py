@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 import subprocess
 import sys
@@ -19,11 +20,14 @@ def _run(secured_api, capsys, *args: str) -> tuple[int, str, str]:
 
 
 def _command(secured_api, *args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess:
-    """`dirconv` as its own process: what a user sees, tracebacks included."""
+    """`dirconv` as its own process: what a user sees, tracebacks included. Its config
+    folder is the test's and it has no DIRCONV_TOKEN unless `env` gives one."""
+    private = {"XDG_CONFIG_HOME": os.environ["XDG_CONFIG_HOME"], **env}
+    inherited = {k: v for k, v in secured_api.stack.env.items() if k != "DIRCONV_TOKEN"}
     return subprocess.run(
         [sys.executable, "-m", "dirconv.cli", "--url", secured_api.url, *args],
         cwd=REPO_ROOT,
-        env={**secured_api.stack.env, **env},
+        env={**inherited, **private},
         input=stdin,
         capture_output=True,
         text=True,
@@ -53,10 +57,8 @@ def test_login_keeps_a_private_token_used_until_logout(secured_api, capsys):
     assert code == 1 and err.startswith("error: not signed in (401)")
 
 
-def test_login_reads_the_token_from_stdin_in_its_own_process(secured_api, private_config):
-    done = _command(
-        secured_api, "login", stdin=secured_api.reader + "\n", XDG_CONFIG_HOME=str(private_config)
-    )
+def test_login_reads_the_token_from_stdin_in_its_own_process(secured_api):
+    done = _command(secured_api, "login", stdin=secured_api.reader + "\n")
     assert done.returncode == 0, done.stderr
     assert "as rita (reader)" in done.stdout and secured_api.reader not in done.stdout
     assert secured_api.reader in credentials_path().read_text()
