@@ -100,9 +100,12 @@ def holds(lease: Lease) -> tuple[ColumnElement[bool], ...]:
     )
 
 
-def create_experiment(session: Session, spec: ExperimentSpec) -> Experiment:
-    """Store a validated spec as a queued experiment (the caller commits)."""
+def create_experiment(
+    session: Session, spec: ExperimentSpec, owner: str | None = None
+) -> Experiment:
+    """Store a validated spec as a queued experiment of `owner` (the caller commits)."""
     experiment = Experiment(
+        owner=owner,
         name=spec.name or "",
         status=Status.QUEUED,
         spec=spec.model_dump(mode="json"),

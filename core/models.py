@@ -118,6 +118,8 @@ class Experiment(Base):
     )
     grid_values: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     batch_key: Mapped[str | None] = mapped_column(String(32))
+    owner: Mapped[str | None] = mapped_column(String(100), index=True)
+    """The user whose token created the run; None when auth was off."""
 
     tag_rows: Mapped[list[ExperimentTag]] = relationship(
         order_by="ExperimentTag.position", cascade="all, delete-orphan", lazy="selectin"
@@ -138,6 +140,7 @@ class Sweep(Base):
     base: Mapped[dict[str, Any]] = mapped_column(JSON)
     grid: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    owner: Mapped[str | None] = mapped_column(String(100), index=True)
 
 
 class ExperimentTag(Base):
@@ -226,3 +229,17 @@ class IdempotencyKey(Base):
     request_digest: Mapped[str] = mapped_column(String(64))
     response: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class Token(Base):
+    """An API token: only the SHA-256 of its secret is kept (the secret is shown once)."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user: Mapped[str] = mapped_column(String(100), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

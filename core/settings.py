@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///./data/dirconv.db"
 HEARTBEAT_SECONDS = 2.0
@@ -16,6 +18,10 @@ BLOCK_SECONDS = 0.05
 MAX_BODY_BYTES = 1_048_576
 DB_CONCURRENCY = 4
 DB_WAIT_SECONDS = 5.0
+MAX_ACTIVE_RUNS = 10_000
+MAX_USER_POINTS = 2_000_000_000
+RATE_LIMIT_PER_SECOND = 50.0
+RATE_BURST = 100
 
 
 class Settings(BaseSettings):
@@ -71,6 +77,33 @@ class Settings(BaseSettings):
     block_seconds: float = Field(default=BLOCK_SECONDS, gt=0)
     """Time a worker aims to spend on one block of steps; between blocks it flushes metrics,
     checks for cancels and checkpoints. A block never has fewer than one step."""
+    auth: Literal["tokens", "off"] | None = None
+    """`tokens`: every request but /healthz needs a bearer token. Unset: `tokens` when the API
+    listens on a non-loopback address, `off` on loopback."""
+    max_active_runs: int = Field(default=MAX_ACTIVE_RUNS, ge=1)
+    """Most queued plus running runs one user may have (all runs together with auth off)."""
+    max_user_points: int = Field(default=MAX_USER_POINTS, ge=1)
+    """Most metric points one user's runs may store, counting a new run's planned points."""
+    rate_limit: float = Field(default=RATE_LIMIT_PER_SECOND, gt=0)
+    """Requests per second one token may make on average (no limit with auth off)."""
+    rate_burst: int = Field(default=RATE_BURST, ge=1)
+    """Most requests one token may make at once: DIRCONV_RATE_BURST in any window of
+    burst / rate seconds."""
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Origins (`https://host:port`) besides the server's own that may make state-changing
+    requests and get CORS answers; a JSON list or comma-separated."""
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Host names the API answers besides loopback ones; with auth off, any other `Host` is
+    a 400 (DNS rebinding), with auth on only when this is set. A JSON list or comma-separated."""
+
+    @field_validator("cors_origins", "allowed_hosts", mode="before")
+    @classmethod
+    def _json_or_comma_list(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        if value.strip().startswith("["):
+            return json.loads(value)
+        return [item.strip() for item in value.split(",") if item.strip()]
 
     @model_validator(mode="after")
     def _heartbeats_fit_in_the_lease(self) -> Settings:

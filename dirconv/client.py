@@ -29,8 +29,6 @@ SUBMIT_ATTEMPTS = 4
 RETRY_SECONDS = 0.5
 RETRY_STATUSES = (502, 503, 504)
 """Answers after which a submission is sent again (with its Idempotency-Key)."""
-STATE_CHANGING = ("POST", "PATCH", "DELETE")
-"""Methods the API accepts only with `Content-Type: application/json`, body or not."""
 
 Series = tuple[np.ndarray, np.ndarray]
 
@@ -101,6 +99,9 @@ def to_array(values: Iterable[Any]) -> np.ndarray:
     return np.array([float(value) for value in values], dtype=np.float64)
 
 
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
 class Client:
     """Talks to one dirconv API; every method raises `ApiError` on an error answer.
 
@@ -128,7 +129,7 @@ class Client:
         self.close()
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        if method in STATE_CHANGING:
+        if method in STATE_CHANGING:  # the API refuses them without it (415), body or not
             kwargs["headers"] = {"Content-Type": "application/json", **kwargs.get("headers", {})}
         response = self._http.request(method, path, **kwargs)
         if response.status_code == 204:

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
@@ -20,7 +21,10 @@ from starlette.exceptions import HTTPException
 from core.db import make_engine
 from core.settings import get_settings
 from service.api import api_router
+from service.api.auth import resolve_mode
 from service.body_limit import BodyLimit
+from service.cross_site import CrossSiteGuard
+from service.quotas import OverLimit, make_limiter
 
 log = logging.getLogger("dirconv.service")
 
@@ -32,9 +36,12 @@ MESSAGE_CHARS = 300
 """Longest `msg` in a 422 (some quote the input)."""
 
 
-def create_app(database_url: str | None = None) -> FastAPI:
-    """The API bound to `database_url` (default: DATABASE_URL); the schema must be at head."""
+def create_app(database_url: str | None = None, listen_host: str | None = None) -> FastAPI:
+    """The API bound to `database_url` (default: DATABASE_URL); the schema must be at head.
+    `listen_host` is the address it will listen on (None: loopback); with DIRCONV_AUTH unset
+    it decides whether tokens are needed."""
     engine = make_engine(database_url)
+    settings = get_settings()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -43,12 +50,37 @@ def create_app(database_url: str | None = None) -> FastAPI:
 
     app = FastAPI(title="dirconv", version="0.1.0", lifespan=lifespan)
     app.state.engine = engine
+    app.state.auth_mode = resolve_mode(listen_host)
+    app.state.rate_limiter = make_limiter(settings)
     app.include_router(api_router)
-    app.add_middleware(BodyLimit, max_bytes=get_settings().max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+        )
+    app.add_middleware(
+        CrossSiteGuard,
+        check_host=app.state.auth_mode == "off" or bool(settings.allowed_hosts),
+        allowed_hosts=settings.allowed_hosts,
+        cors_origins=settings.cors_origins,
+    )
+    app.add_exception_handler(OverLimit, _over_limit)
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(HTTPException, _unparsable_body)
     return app
+
+
+async def _over_limit(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, OverLimit)
+    return JSONResponse(
+        status_code=429,
+        content={"detail": exc.detail, "limit": exc.limit},
+        headers={"Retry-After": str(exc.retry_after)},
+    )
 
 
 async def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.spec import StorableName
+from service.tokens import MAX_EXPIRES_DAYS, USER_PATTERN
 
 
 class Progress(BaseModel):
@@ -29,6 +30,8 @@ class ExperimentRead(BaseModel):
     summary: dict | None
     attempts: int
     """Claims that counted against DIRCONV_MAX_ATTEMPTS (a graceful worker stop does not)."""
+    owner: str | None = None
+    """The user whose token submitted it; null when auth was off."""
 
 
 class ExperimentList(BaseModel):
@@ -126,6 +129,7 @@ class SweepRead(BaseModel):
     experiment_ids: list[int]
     total: int
     counts: dict[str, int]
+    owner: str | None = None
 
 
 class SweepList(BaseModel):
@@ -159,3 +163,40 @@ class TheoryRead(BaseModel):
     directional_error: list[float]
     complete: bool
     """False if the flow turned too stiff to follow to the last step in the time allowed."""
+
+
+class TokenCreate(BaseModel):
+    """The body of `POST /tokens`."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    user: str = Field(pattern=USER_PATTERN, description="1-100 of A-Z a-z 0-9 . _ @ + -")
+    role: Literal["reader", "member", "admin"]
+    expires_days: int | None = Field(default=None, ge=1, le=MAX_EXPIRES_DAYS)
+
+
+class TokenRead(BaseModel):
+    """A token without its secret."""
+
+    id: int
+    user: str
+    role: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenCreated(TokenRead):
+    token: str
+    """The secret, shown this once; only its hash is stored."""
+
+
+class TokenList(BaseModel):
+    data: list[TokenRead]
+    count: int
+
+
+class Me(BaseModel):
+    user: str | None
+    """None with auth off."""
+    role: str

@@ -14,10 +14,18 @@ from service.schemas import ExperimentRead, Progress, WorkerRead
 
 
 def list_experiments(
-    session: Session, *, status: str | None, tag: str | None, limit: int, offset: int
+    session: Session,
+    *,
+    status: str | None,
+    tag: str | None,
+    limit: int,
+    offset: int,
+    owner: str | None = None,
 ) -> tuple[Sequence[Experiment], int]:
     """A page of experiments, newest first, and the total count matching the filters."""
     query = select(Experiment)
+    if owner is not None:
+        query = query.where(Experiment.owner == owner)
     if status is not None:
         query = query.where(Experiment.status == status)
     if tag is not None:
@@ -50,6 +58,7 @@ def to_read(experiment: Experiment) -> ExperimentRead:
         error=experiment.error,
         summary=experiment.summary,
         attempts=experiment.attempts,
+        owner=experiment.owner,
     )
 
 

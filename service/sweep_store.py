@@ -90,10 +90,13 @@ def _error(loc: tuple, message: str) -> dict:
 
 
 def create_sweep(
-    session: Session, request: SweepCreate, members: list[tuple[dict, ExperimentSpec]]
+    session: Session,
+    request: SweepCreate,
+    members: list[tuple[dict, ExperimentSpec]],
+    owner: str | None = None,
 ) -> tuple[Sweep, list[int]]:
-    """Store the sweep and its members (queued); the caller commits."""
-    sweep = Sweep(name=request.name or "", base=request.base, grid=request.grid)
+    """Store the sweep and its members (queued), all owned by `owner`; the caller commits."""
+    sweep = Sweep(name=request.name or "", base=request.base, grid=request.grid, owner=owner)
     session.add(sweep)
     session.flush()
     sweep.name = sweep.name or f"sweep-{sweep.id}"
@@ -101,7 +104,7 @@ def create_sweep(
     for grid_values, spec in members:
         label = " ".join(f"{field}={value}" for field, value in grid_values.items())
         experiment = lifecycle.create_experiment(
-            session, spec.model_copy(update={"name": spec.name or f"{sweep.name} {label}"})
+            session, spec.model_copy(update={"name": spec.name or f"{sweep.name} {label}"}), owner
         )
         experiment.sweep_id, experiment.grid_values = sweep.id, grid_values
         experiment.batch_key = batch_key(spec)
@@ -135,6 +138,7 @@ def to_read(session: Session, sweep: Sweep) -> SweepRead:
         experiment_ids=list(ids),
         total=len(ids),
         counts={status: by_status.get(status, 0) for status in STATUSES},
+        owner=sweep.owner,
     )
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import make_url
 
@@ -33,6 +34,7 @@ POSTGRES_URL = os.environ.get(
     "DIRCONV_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 BACKENDS = ["sqlite", "postgresql"]
+JSON_HEADERS = {"Content-Type": "application/json"}
 TABLES = ", ".join(table.name for table in Base.metadata.sorted_tables)
 
 
@@ -120,8 +122,14 @@ def db(database_url: str):
 
 @pytest.fixture
 def client(database_url: str) -> Iterator[TestClient]:
-    with TestClient(create_app(database_url)) as test_client:
+    with api_client(create_app(database_url)) as test_client:
         yield test_client
+
+
+def api_client(app: FastAPI) -> TestClient:
+    """A client as a same-site caller: a loopback Host, and JSON content type on every request
+    (state-changing requests need it even without a body)."""
+    return TestClient(app, base_url="http://localhost", headers=JSON_HEADERS)
 
 
 @pytest.fixture

@@ -13,14 +13,32 @@ class ErrorMessage(BaseModel):
     detail: str
 
 
+class LimitMessage(BaseModel):
+    """The body of a 429: which limit (its setting's name) and what to do."""
+
+    detail: str
+    limit: str
+
+
 WHEN = {
+    400: "Host not allowed (DIRCONV_ALLOWED_HOSTS)",
+    401: "Missing, malformed, unknown, revoked or expired bearer token",
+    403: "The token's role may not do this, or the Origin is another site's",
     404: "No such resource",
     409: "The resource is not in a state that allows this",
     413: "Request body over DIRCONV_MAX_BODY_BYTES",
+    415: "A POST, PATCH or DELETE without Content-Type: application/json",
+    429: "Over a quota or the rate limit; retry after Retry-After seconds",
     503: "Database unavailable; retry after Retry-After seconds",
 }
 
 
 def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """`responses=` for these statuses (422 FastAPI documents by itself)."""
-    return {status: {"model": ErrorMessage, "description": WHEN[status]} for status in statuses}
+    return {
+        status: {
+            "model": LimitMessage if status == 429 else ErrorMessage,
+            "description": WHEN[status],
+        }
+        for status in statuses
+    }

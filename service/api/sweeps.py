@@ -5,11 +5,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 from fastapi.exceptions import RequestValidationError
 
-from core import metric_store
+from core import cost, metric_store
 from core.models import Sweep
 from core.settings import get_settings
 from core.spec import MAX_INT, METRIC_NAMES
-from service import exports, idempotency, sweep_store
+from service import exports, idempotency, quotas, sweep_store
+from service.api.auth import CurrentPrincipal
 from service.api.deps import (
     ReadSession,
     WriteSession,
@@ -33,18 +34,22 @@ router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 @router.post("", status_code=201, response_model=SweepCreated)
 def create_sweep(
     session: WriteSession,
+    principal: CurrentPrincipal,
     request: SweepCreate,
     digest: BodyDigest,
     idempotency_key: KeyHeader = None,
 ) -> dict:
     """Expand a grid into member experiments, validate every one, then queue them all."""
+    settings = get_settings()
     try:
-        members = sweep_store.expand(request, get_settings())
+        members = sweep_store.expand(request, settings)
     except sweep_store.SweepInvalid as exc:
         raise RequestValidationError(exc.errors) from None
 
     def create() -> SweepCreated:
-        sweep, ids = sweep_store.create_sweep(session, request, members)
+        points = sum(cost.stored_points(spec) for _, spec in members)
+        quotas.check_run_quotas(session, principal.user, len(members), points, settings)
+        sweep, ids = sweep_store.create_sweep(session, request, members, principal.user)
         return SweepCreated(id=sweep.id, experiment_ids=ids)
 
     with reused_key_refused():

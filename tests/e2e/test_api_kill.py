@@ -102,7 +102,9 @@ def test_requests_past_db_wait_seconds_get_503_with_retry_after(stack: Stack, db
     try:
         with httpx.Client(base_url=stack.url, timeout=60) as client:
             # The POST takes the only slot, then waits for the lock held above.
-            creation = threading.Thread(target=lambda: posted.append(client.post("/experiments")))
+            creation = threading.Thread(
+                target=lambda: posted.append(client.post("/experiments", json={}))
+            )
             posted: list[httpx.Response] = []
             creation.start()
             wait_for(

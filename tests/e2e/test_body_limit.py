@@ -40,12 +40,12 @@ def _assert_too_large(response: httpx.Response) -> None:
 @pytest.mark.slow
 def test_declared_body_over_the_default_limit_gets_413(api: Stack) -> None:
     body = b"".join(_chunks(10 * MIB))
-    _assert_too_large(httpx.post(f"{api.url}/experiments", content=body, timeout=30))
+    _assert_too_large(httpx.post(f"{api.url}/experiments", content=body, headers=JSON, timeout=30))
 
 
 @pytest.mark.slow
 def test_chunked_body_over_the_limit_gets_413(api: Stack) -> None:
-    response = httpx.post(f"{api.url}/sweeps", content=_chunks(2 * MIB), timeout=30)
+    response = httpx.post(f"{api.url}/sweeps", content=_chunks(2 * MIB), headers=JSON, timeout=30)
     assert response.request.headers.get("transfer-encoding") == "chunked"
     _assert_too_large(response)
 

@@ -51,7 +51,7 @@ def test_cancel_reaches_a_worker_process_within_a_second(stack):
     experiment_id = httpx.post(f"{stack.url}/experiments", json={"steps": 1_000_000}).json()["id"]
     wait_for(lambda: _experiment(stack, experiment_id)["progress"]["step"] > 0, "first progress")
     asked = time.monotonic()
-    assert httpx.post(f"{stack.url}/experiments/{experiment_id}/cancel").status_code == 202
+    assert httpx.post(f"{stack.url}/experiments/{experiment_id}/cancel", json={}).status_code == 202
     wait_for(
         lambda: _experiment(stack, experiment_id)["status"] == "canceled", "the cancel", timeout=5
     )

@@ -11,13 +11,13 @@ import tracemalloc
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from fastapi.testclient import TestClient
 
 from core import metric_store, theory
 from core.db import make_engine, upgrade_schema
 from service import exports
 from service.api import theory as theory_api
 from service.main import create_app
+from tests.conftest import api_client
 
 METRICS = ["directional_error", "angle", "loss", "norm", "balancedness"]
 
@@ -64,7 +64,7 @@ def long_run(tmp_path):  # noqa: ANN001, ANN201
     url = f"sqlite:///{tmp_path / 'long.db'}"
     upgrade_schema(url)
     db = make_engine(url)
-    with TestClient(create_app(url)) as client:
+    with api_client(create_app(url)) as client:
         run = client.post("/experiments", json={"steps": 1_000_000}).json()["id"]
         _store(db, run, np.arange(1_000_001))
         yield client, run, db

@@ -1,0 +1,135 @@
+"""Who is asking and what they may do.
+
+`DIRCONV_AUTH=tokens`: every route under the protected router needs `Authorization: Bearer
+<token>` (401 with `WWW-Authenticate: Bearer` otherwise); GET needs `reader`, anything else
+`member`, and the token routes `admin`. Changing a run or sweep also needs `may_change`:
+members change their own, admins everyone's. `off`: one anonymous admin, no owners.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from fastapi import Depends, HTTPException, Request
+from sqlalchemy.orm import Session
+
+from core.settings import get_settings
+from service import quotas, tokens
+from service.api.deps import DatabaseTurn
+from service.tokens import RANK, Role
+
+log = logging.getLogger("dirconv.auth")
+
+AuthMode = Literal["tokens", "off"]
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True)
+class Principal:
+    user: str | None
+    """None with auth off (runs then have no owner)."""
+    role: Role
+    token_id: int | None = None
+
+
+ANONYMOUS = Principal(user=None, role=Role.ADMIN)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or address, IPv6 with or without brackets) is this machine."""
+    name = host.strip().strip("[]").lower().rstrip(".")
+    if name in LOOPBACK_NAMES or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_mode(listen_host: str | None) -> AuthMode:
+    """DIRCONV_AUTH, or by default `tokens` unless the API listens on loopback only."""
+    configured = get_settings().auth
+    loopback = listen_host is None or is_loopback(listen_host)
+    if configured is None:
+        return "off" if loopback else "tokens"
+    if configured == "off" and not loopback:
+        log.warning(
+            "event=auth_off_on_network host=%s: DIRCONV_AUTH=off on a non-loopback address; "
+            "anyone who can reach it can queue, cancel and read every run",
+            listen_host,
+        )
+    return configured
+
+
+def _unauthorized(reason: str) -> HTTPException:
+    return HTTPException(status_code=401, detail=reason, headers=CHALLENGE)
+
+
+def _bearer_secret(request: Request) -> str:
+    header = request.headers.get("authorization")
+    if header is None:
+        raise _unauthorized("missing bearer token (Authorization: Bearer <token>)")
+    scheme, _, secret = header.strip().partition(" ")
+    secret = secret.strip()
+    if scheme.lower() != "bearer" or not secret or " " in secret:
+        raise _unauthorized("malformed Authorization header; expected 'Bearer <token>'")
+    return secret
+
+
+def current_principal(request: Request, _turn: DatabaseTurn) -> Principal:
+    """The caller: from its bearer token with auth on (401 if none is usable), else anonymous.
+    Also counts the request against the token's rate limit (429 past it)."""
+    if request.app.state.auth_mode == "off":
+        return ANONYMOUS
+    secret = _bearer_secret(request)
+    with Session(bind=request.app.state.engine) as session:
+        try:
+            token = tokens.authenticate(session, secret)
+        except tokens.TokenRefused as exc:
+            raise _unauthorized(str(exc)) from None
+    quotas.count_request(request.app.state.rate_limiter, str(token.id))
+    return Principal(user=token.user, role=Role(token.role), token_id=token.id)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def _forbidden(detail: str) -> HTTPException:
+    return HTTPException(status_code=403, detail=detail)
+
+
+def require_role(principal: Principal, role: Role) -> None:
+    if RANK[principal.role] < RANK[role]:
+        raise _forbidden(f"this needs the {role.value} role; your token has {principal.role}")
+
+
+def authorize(request: Request, principal: CurrentPrincipal) -> Principal:
+    """Router-wide: reads need `reader`, every other method `member`."""
+    require_role(principal, Role.READER if request.method in READ_METHODS else Role.MEMBER)
+    return principal
+
+
+def require_admin(principal: CurrentPrincipal) -> Principal:
+    require_role(principal, Role.ADMIN)
+    return principal
+
+
+def may_change(principal: Principal, owner: str | None) -> bool:
+    """Whether `principal` may change (cancel, edit, archive, rerun) an object of `owner`:
+    admins anything, members what they own, readers nothing."""
+    if principal.role == Role.ADMIN:
+        return True
+    return principal.role == Role.MEMBER and principal.user is not None and owner == principal.user
+
+
+def check_may_change(principal: Principal, owner: str | None, what: str) -> None:
+    """403 (nothing changes) unless `principal` may change `what`, owned by `owner`."""
+    if not may_change(principal, owner):
+        raise _forbidden(
+            f"{what} belongs to {owner or 'nobody'}; only its owner or an admin may change it"
+        )

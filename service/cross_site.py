@@ -1,0 +1,126 @@
+"""Pure ASGI middleware that keeps other sites out, in both auth modes:
+
+- a `Host` that is neither loopback nor in DIRCONV_ALLOWED_HOSTS gets 400 when auth is off
+  (DNS rebinding must not reach an open server), or when that list is set;
+- a POST, PUT, PATCH or DELETE whose `Origin` is neither the server's own nor in
+  DIRCONV_CORS_ORIGINS gets 403, and one without `Content-Type: application/json` gets 415
+  (so no HTML form or "simple" cross-site request can change anything);
+- every answer carries security headers (a CSP with no outside sources on all but FastAPI's
+  own /docs pages, which load Swagger UI from a CDN).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.api.auth import is_loopback
+
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+DEFAULT_PORTS = (":80", ":443")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+]
+DOCS_PATHS = ("/docs", "/redoc")
+
+
+class CrossSiteGuard:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        check_host: bool,
+        allowed_hosts: Iterable[str],
+        cors_origins: Iterable[str],
+    ) -> None:
+        self.app = app
+        self.check_host = check_host
+        self.allowed_hosts = {host.lower().rstrip(".") for host in allowed_hosts}
+        self.cors_origins = {_origin_key(origin) for origin in cors_origins}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        send = _with_security_headers(send, scope["path"])
+        refusal = self._refusal(scope)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _refusal(self, scope: Scope) -> JSONResponse | None:
+        headers = Headers(scope=scope)
+        host = headers.get("host", "")
+        if self.check_host and not self._host_allowed(host):
+            return _refuse(400, f"Host {host[:100]!r} is not served here; add it to "
+                                "DIRCONV_ALLOWED_HOSTS")  # fmt: skip
+        if scope["method"] not in STATE_CHANGING:
+            return None
+        origin = headers.get("origin")
+        if origin is not None and not self._origin_allowed(origin, host):
+            return _refuse(403, f"requests from origin {origin[:100]!r} may not change "
+                                "anything here (DIRCONV_CORS_ORIGINS)")  # fmt: skip
+        media_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type != "application/json":
+            return _refuse(415, f"{scope['method']} needs Content-Type: application/json "
+                                "(even without a body)")  # fmt: skip
+        return None
+
+    def _host_allowed(self, host: str) -> bool:
+        name = _host_name(host)
+        return bool(name) and (is_loopback(name) or name in self.allowed_hosts)
+
+    def _origin_allowed(self, origin: str, host: str) -> bool:
+        key = _origin_key(origin)
+        if key in self.cors_origins:
+            return True
+        netloc = urlsplit(key).netloc if "://" in key else ""
+        return bool(netloc) and _strip_default_port(netloc) == _strip_default_port(host.lower())
+
+
+def _refuse(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+def _host_name(host: str) -> str:
+    """The name in a Host header: without its port, IPv6 brackets kept off."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else ""
+    return host.rsplit(":", 1)[0].rstrip(".") if host.count(":") == 1 else host.rstrip(".")
+
+
+def _origin_key(origin: str) -> str:
+    return origin.strip().lower().rstrip("/")
+
+
+def _strip_default_port(netloc: str) -> str:
+    for port in DEFAULT_PORTS:
+        if netloc.endswith(port):
+            return netloc[: -len(port)]
+    return netloc
+
+
+def _with_security_headers(send: Send, path: str) -> Send:
+    extra = list(SECURITY_HEADERS)
+    if not path.startswith(DOCS_PATHS):
+        extra.append((b"content-security-policy", CSP.encode()))
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", []), *extra]
+        await send(message)
+
+    return sending
