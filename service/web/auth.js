@@ -116,7 +116,7 @@ window.dirconvAuth = (() => {
     const signOutButton = el("button", { type: "button", id: "sign-out" }, "Sign out");
     signOutButton.addEventListener("click", signOut);
     document.querySelector("header").append(el("span", { id: "whoami", class: "whoami" },
-      "Signed in as ", el("strong", { id: "whoami-user" }, me.user),
+      el("span", {}, "Signed in as ", el("strong", { id: "whoami-user" }, me.user)),
       el("span", { id: "whoami-role", class: "role" }, me.role), signOutButton));
   }
 

@@ -68,7 +68,8 @@ def _shown(browser, selector: str):
 
 
 def _who(browser) -> str:
-    return _wait(browser, lambda: _shown(browser, "#whoami"), "who is signed in").text
+    shown = _wait(browser, lambda: _shown(browser, "#whoami"), "who is signed in")
+    return " ".join(shown.text.split())
 
 
 def test_401_asks_for_a_token_then_names_the_user_until_sign_out(secured, browser, screenshot):
