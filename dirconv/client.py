@@ -149,6 +149,20 @@ class Client:
         """Who the API takes this client for: `{"user": ..., "role": ...}`."""
         return self._request("GET", "/me")
 
+    # Tokens (admins only)
+
+    def create_token(self, user: str, role: str, expires_days: int | None = None) -> dict:
+        """A new token for `user`; its secret is under "token", in this answer only."""
+        body = {"user": user, "role": role, "expires_days": expires_days}
+        return self._request("POST", "/tokens", json=body)
+
+    def tokens(self) -> dict:
+        """`{"data": [...], "count": n}`: every token, without secrets."""
+        return self._request("GET", "/tokens")
+
+    def revoke_token(self, token_id: int) -> None:
+        self._request("DELETE", f"/tokens/{token_id}")
+
     # Experiments
 
     def _create(self, path: str, body: dict) -> dict:

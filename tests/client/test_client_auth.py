@@ -74,3 +74,18 @@ def test_token_is_never_in_reprs_or_logs(secured_api, caplog):
     assert caplog.records, "httpx and httpcore log at DEBUG: the check must see their lines"
     for text in [*shown, caplog.text]:
         assert secured_api.member not in text and "not-a-token" not in text
+
+
+def test_admin_makes_and_revokes_a_token_over_http(secured_api):
+    with Client(secured_api.url, token=secured_api.admin) as admin:
+        created = admin.create_token("dora", "reader", expires_days=1)
+        assert created["user"] == "dora" and created["token"]
+        listed = admin.tokens()["data"]
+        assert created["id"] in [token["id"] for token in listed]
+        assert all("token" not in token for token in listed)
+        with Client(secured_api.url, token=created["token"]) as dora:
+            assert dora.me() == {"user": "dora", "role": "reader"}
+            assert admin.revoke_token(created["id"]) is None
+            with pytest.raises(ApiError) as raised:
+                dora.me()
+        assert raised.value.status == 401
