@@ -82,13 +82,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _print_api_error(error: ApiError) -> None:
     if error.status in ACCESS_ERRORS:
-        print(access_error_line(error), file=sys.stderr)
+        print(_access_error_line(error), file=sys.stderr)
         return
     for field, reason in error.errors:
         print(f"{field}: {reason}", file=sys.stderr)
 
 
-def access_error_line(error: ApiError) -> str:
+def _access_error_line(error: ApiError) -> str:
     """A 401, 403 or 429 as one line: what happened, the API's reason, what to do."""
     line = f"error: {ACCESS_ERRORS[error.status]} ({error.status}): {_one_line(error.detail)}"
     if error.status == 401:
