@@ -23,7 +23,7 @@ from core.settings import get_settings
 from service.api import api_router
 from service.api.auth import resolve_mode
 from service.body_limit import BodyLimit
-from service.cross_site import CrossSiteGuard
+from service.cross_site import CrossSiteGuard, document_refusals
 from service.quotas import OverLimit, make_limiter
 
 log = logging.getLogger("dirconv.service")
@@ -67,6 +67,7 @@ def create_app(database_url: str | None = None, listen_host: str | None = None) 
         allowed_hosts=settings.allowed_hosts,
         cors_origins=settings.cors_origins,
     )
+    document_refusals(app)
     app.add_exception_handler(OverLimit, _over_limit)
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(RequestValidationError, _invalid_request)

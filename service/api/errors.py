@@ -27,7 +27,6 @@ WHEN = {
     404: "No such resource",
     409: "The resource is not in a state that allows this",
     413: "Request body over DIRCONV_MAX_BODY_BYTES",
-    415: "A POST, PATCH or DELETE without Content-Type: application/json",
     429: "Over a quota or the rate limit; retry after Retry-After seconds",
     503: "Database unavailable; retry after Retry-After seconds",
 }

@@ -50,8 +50,8 @@ class Stack:
         self.processes.append(process)
         return process
 
-    def start_api(self) -> subprocess.Popen:
-        process = self.start("service", "--host", "127.0.0.1", "--port", str(self.port))
+    def start_api(self, host: str = "127.0.0.1") -> subprocess.Popen:
+        process = self.start("service", "--host", host, "--port", str(self.port))
         wait_for(lambda: self._healthy(process), "the API to answer /healthz", STARTUP_SECONDS)
         return process
 
