@@ -34,7 +34,7 @@ class SecuredDashboard:
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredDashboard]:
     with api_with_tokens(tmp_path_factory.mktemp("secured-dashboard")) as stack:
-        roles = {"alice": "member", "bob": "member", "rita": "reader"}
+        roles = {"alice": "member", "bob": "member", "rita": "reader", "root": "admin"}
         tokens = {user: create_token(stack, user, role) for user, role in roles.items()}
         runs = {user: _submit(stack.url, tokens[user]) for user in ("alice", "bob")}
         yield SecuredDashboard(stack, tokens, runs)
@@ -120,3 +120,16 @@ def test_member_may_cancel_its_own_run_only(secured, browser):
     _wait(browser, lambda: _status(browser) == "canceled", "bob's run canceled")
     browser.get(f"{secured.url}/#/new")
     _wait(browser, lambda: _shown(browser, "#submit-run"), "the submit button a member may use")
+
+
+def test_a_token_revoked_meanwhile_brings_the_form_back(secured, browser):
+    admin = {"Authorization": f"Bearer {secured.tokens['root']}"}
+    admin["Content-Type"] = "application/json"  # DELETE too, body or not (else 415)
+    body = {"user": "eve", "role": "reader"}
+    made = httpx.post(f"{secured.url}/tokens", json=body, headers=admin)
+    _sign_in(browser, secured.url, made.json()["token"])
+    _wait(browser, lambda: _shown(browser, "#runs tbody tr[data-id]"), "the runs list")
+    revoked = httpx.delete(f"{secured.url}/tokens/{made.json()['id']}", headers=admin)
+    assert revoked.status_code == 204
+    _wait(browser, lambda: _shown(browser, "#signin-token"), "the form after the list's next poll")
+    assert browser.execute_script("return sessionStorage.getItem(arguments[0])", TOKEN_KEY) is None
