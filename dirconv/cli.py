@@ -1,10 +1,13 @@
-"""`dirconv`: submit, sweep, list, show, watch, metrics, cancel, reproduce-paper."""
+"""`dirconv`: submit, sweep, list, show, watch, metrics, cancel, reproduce-paper, login,
+logout, whoami."""
 
 from __future__ import annotations
 
 import argparse
 import csv
+import getpass
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,9 +16,12 @@ from typing import Any
 import httpx
 
 from dirconv.client import ApiError, Client, NotSupported, default_url
+from dirconv.credentials import forget_token, store_token
 
 EXIT_API_ERROR = 1
 EXIT_UNREACHABLE = 3
+ACCESS_ERRORS = {401: "not signed in", 403: "forbidden", 429: "too many requests"}
+"""Statuses printed as one line naming the problem, whatever the detail's shape."""
 
 
 class UsageError(Exception):
@@ -56,12 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "handler"):
         _parser().print_help()
         return 2
-    client = Client(args.url)
+    client = Client(args.url, token=args.token)
     try:
         return args.handler(client, args) or 0
     except ApiError as error:
-        for field, reason in error.errors:
-            print(f"{field}: {reason}", file=sys.stderr)
+        _print_api_error(error)
         return EXIT_API_ERROR
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -75,10 +80,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         client.close()
 
 
+def _print_api_error(error: ApiError) -> None:
+    if error.status in ACCESS_ERRORS:
+        print(_access_error_line(error), file=sys.stderr)
+        return
+    for field, reason in error.errors:
+        print(f"{field}: {reason}", file=sys.stderr)
+
+
+def _access_error_line(error: ApiError) -> str:
+    """A 401, 403 or 429 as one line: what happened, the API's reason, what to do."""
+    line = f"error: {ACCESS_ERRORS[error.status]} ({error.status}): {_one_line(error.detail)}"
+    if error.status == 401:
+        line += "; pass --token, set DIRCONV_TOKEN or run `dirconv login`"
+    if error.retry_after is not None:
+        line += f"; retry after {error.retry_after:g} s"
+    return line
+
+
+def _one_line(detail: object) -> str:
+    if isinstance(detail, dict):
+        detail = detail.get("message") or detail.get("detail") or json.dumps(detail)
+    elif not isinstance(detail, str):
+        detail = json.dumps(detail)
+    return " ".join(str(detail).split())
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dirconv", description=__doc__)
     parser.add_argument(
         "--url", default=default_url(), help="API address (env DIRCONV_URL; %(default)s)"
+    )
+    parser.add_argument(
+        "--token",
+        help="access token (env DIRCONV_TOKEN; else the one `dirconv login` kept for --url)",
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     _add_submit(commands)
@@ -89,6 +124,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_metrics(commands)
     _add_cancel(commands)
     _add_reproduce(commands)
+    _add_login(commands)
     return parser
 
 
@@ -198,6 +234,7 @@ def _add_list(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("list", help="list experiments, newest first")
     parser.add_argument("--status")
     parser.add_argument("--tag")
+    parser.add_argument("--owner", help="only this user's runs")
     parser.add_argument("--limit", type=int, default=50)
     parser.set_defaults(handler=_list)
 
@@ -206,7 +243,7 @@ LIST_COLUMNS = ("id", "status", "progress", "depth", "loss", "optimizer", "lr", 
 
 
 def _list(client: Client, args: argparse.Namespace) -> int:
-    page = client.list(status=args.status, tag=args.tag, limit=args.limit)
+    page = client.list(status=args.status, tag=args.tag, limit=args.limit, owner=args.owner)
     rows = [_list_row(run) for run in page["data"]]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(LIST_COLUMNS)]
     for row in [LIST_COLUMNS, *rows]:
@@ -249,6 +286,8 @@ def _show(client: Client, args: argparse.Namespace) -> int:
     print(f"experiment {run['id']} ({run['name']}): {run['status']}")
     print(f"  progress  {progress['step']}/{progress['total_steps']}")
     print(f"  created   {run['created_at']}")
+    if run.get("owner"):
+        print(f"  owner     {run['owner']}")
     if run.get("error"):
         print(f"  error     {run['error']}")
     print("spec:")
@@ -372,6 +411,58 @@ def _reproduce(client: Client, args: argparse.Namespace) -> int:
         client, args.out, depths=depths, steps=args.steps, log_every=args.log_every, seed=args.seed
     )
     print(f"wrote {args.out / 'figure.png'} and {args.out / 'table.md'}")
+    return 0
+
+
+# login / logout / whoami
+
+
+def _add_login(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "login", help="check a token (--token, DIRCONV_TOKEN or asked for) and keep it for --url"
+    )
+    parser.set_defaults(handler=_login)
+    parser = commands.add_parser("logout", help="forget the token kept for --url")
+    parser.set_defaults(handler=_logout)
+    parser = commands.add_parser("whoami", help="the user and role the API takes you for")
+    parser.set_defaults(handler=_whoami)
+
+
+def _login(client: Client, args: argparse.Namespace) -> int:
+    token = args.token or os.environ.get("DIRCONV_TOKEN") or _ask_token()
+    with Client(client.url, token=token) as checked:
+        me = checked.me()
+    if me.get("user") is None:
+        print(f"{client.url} does not ask for tokens (auth off); nothing kept")
+        return 0
+    path = store_token(client.url, token)
+    print(f"signed in to {client.url} as {me['user']} ({me['role']}); token kept in {path}")
+    return 0
+
+
+def _ask_token() -> str:
+    """A prompt that does not echo on a terminal; else the first line of stdin."""
+    try:
+        token = getpass.getpass("token: ") if sys.stdin.isatty() else sys.stdin.readline()
+    except EOFError:
+        token = ""
+    if not token.strip():
+        raise UsageError("no token given (--token, DIRCONV_TOKEN or type it when asked)")
+    return token.strip()
+
+
+def _logout(client: Client, _args: argparse.Namespace) -> int:
+    if forget_token(client.url):
+        print(f"signed out of {client.url}")
+    else:
+        print(f"no token was kept for {client.url}")
+    return 0
+
+
+def _whoami(client: Client, _args: argparse.Namespace) -> int:
+    me = client.me()
+    who = "anyone (auth off)" if me.get("user") is None else f"{me['user']} ({me['role']})"
+    print(f"{who} at {client.url}")
     return 0
 
 

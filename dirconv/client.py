@@ -2,6 +2,7 @@
 
 from dirconv import Client
 client = Client()                       # DIRCONV_URL or http://127.0.0.1:8000
+                                        # token: DIRCONV_TOKEN, else `dirconv login`'s
 run = client.submit(depth=4, tags=["paper"])
 client.wait(run["id"], progress=True)
 steps, errors = client.metrics(run["id"], ["directional_error"])["directional_error"]
@@ -19,6 +20,8 @@ import httpx
 import numpy as np
 from httpx_sse import connect_sse
 
+from dirconv.credentials import stored_token
+
 DEFAULT_URL = "http://127.0.0.1:8000"
 POLL_SECONDS = 0.5
 TIMEOUT_SECONDS = 30.0
@@ -32,13 +35,19 @@ Series = tuple[np.ndarray, np.ndarray]
 
 
 class ApiError(Exception):
-    """The API answered with an error; `errors` lists (field, reason) pairs."""
+    """The API answered with an error: its HTTP `status`, its `detail`, `errors` as (field,
+    reason) pairs, and `retry_after` (seconds, from a 429's or 503's Retry-After) or None."""
 
-    def __init__(self, status_code: int, detail: Any) -> None:
+    def __init__(self, status_code: int, detail: Any, retry_after: float | None = None) -> None:
         self.status_code = status_code
         self.detail = detail
+        self.retry_after = retry_after
         self.errors = _field_errors(detail)
         super().__init__("; ".join(f"{field}: {reason}" for field, reason in self.errors))
+
+    @property
+    def status(self) -> int:
+        return self.status_code
 
 
 class NotSupported(ApiError):
@@ -60,6 +69,32 @@ def default_url() -> str:
     return os.environ.get("DIRCONV_URL", DEFAULT_URL).rstrip("/")
 
 
+def default_token(url: str) -> str | None:
+    """DIRCONV_TOKEN, else the token `dirconv login` stored for `url`."""
+    return os.environ.get("DIRCONV_TOKEN") or stored_token(url)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return float(response.headers["Retry-After"])
+    except (KeyError, ValueError):
+        return None
+
+
+class BearerToken(httpx.Auth):
+    """Sends `Authorization: Bearer <token>`; its repr never shows the token."""
+
+    def __init__(self, token: str) -> None:
+        self._header = f"Bearer {token}"
+
+    def auth_flow(self, request: httpx.Request):  # noqa: ANN201
+        request.headers["Authorization"] = self._header
+        yield request
+
+    def __repr__(self) -> str:
+        return "BearerToken(<hidden>)"
+
+
 def to_array(values: Iterable[Any]) -> np.ndarray:
     """JSON values to floats; the API spells non-finite values "NaN", "Infinity", "-Infinity"."""
     return np.array([float(value) for value in values], dtype=np.float64)
@@ -69,11 +104,21 @@ STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class Client:
-    """Talks to one dirconv API; every method raises `ApiError` on an error answer."""
+    """Talks to one dirconv API; every method raises `ApiError` on an error answer.
 
-    def __init__(self, url: str | None = None, timeout: float = TIMEOUT_SECONDS) -> None:
+    `token` (or DIRCONV_TOKEN, or the one `dirconv login` stored for `url`) is sent as
+    `Authorization: Bearer`; without one the API answers 401 where it requires tokens."""
+
+    def __init__(
+        self, url: str | None = None, token: str | None = None, timeout: float = TIMEOUT_SECONDS
+    ) -> None:
         self.url = (url or default_url()).rstrip("/")
-        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+        token = token or default_token(self.url)
+        auth = BearerToken(token) if token else None
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, auth=auth)
+
+    def __repr__(self) -> str:
+        return f"Client({self.url!r})"
 
     def close(self) -> None:
         self._http.close()
@@ -88,6 +133,8 @@ class Client:
         if method in STATE_CHANGING:  # the API refuses them without it (415), body or not
             kwargs["headers"] = {"Content-Type": "application/json", **kwargs.get("headers", {})}
         response = self._http.request(method, path, **kwargs)
+        if response.status_code == 204:
+            return None
         if response.is_success:
             return response.json()
         self._raise(response)
@@ -100,7 +147,25 @@ class Client:
         detail = body.get("detail", body) if isinstance(body, dict) else body
         missing_route = response.status_code == 405 or detail == "Not Found"
         error = NotSupported if missing_route else ApiError
-        raise error(response.status_code, detail)
+        raise error(response.status_code, detail, _retry_after(response))
+
+    def me(self) -> dict:
+        """Who the API takes this client for: `{"user": ..., "role": ...}`."""
+        return self._request("GET", "/me")
+
+    # Tokens (admins only)
+
+    def create_token(self, user: str, role: str, expires_days: int | None = None) -> dict:
+        """A new token for `user`; its secret is under "token", in this answer only."""
+        body = {"user": user, "role": role, "expires_days": expires_days}
+        return self._request("POST", "/tokens", json=body)
+
+    def tokens(self) -> dict:
+        """`{"data": [...], "count": n}`: every token, without secrets."""
+        return self._request("GET", "/tokens")
+
+    def revoke_token(self, token_id: int) -> None:
+        self._request("DELETE", f"/tokens/{token_id}")
 
     # Experiments
 
@@ -126,9 +191,15 @@ class Client:
     def get(self, experiment_id: int) -> dict:
         return self._request("GET", f"/experiments/{experiment_id}")
 
-    def list(self, status: str | None = None, tag: str | None = None, limit: int = 100) -> dict:
+    def list(
+        self,
+        status: str | None = None,
+        tag: str | None = None,
+        limit: int = 100,
+        owner: str | None = None,
+    ) -> dict:
         """`{"data": [...], "count": total}`, newest first."""
-        params = {"status": status, "tag": tag, "limit": limit}
+        params = {"status": status, "tag": tag, "limit": limit, "owner": owner}
         return self._request(
             "GET", "/experiments", params={k: v for k, v in params.items() if v is not None}
         )
