@@ -9,10 +9,11 @@ steps, errors = client.metrics(run["id"], ["directional_error"])["directional_er
 
 from __future__ import annotations
 
+import csv
 import os
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -84,14 +85,7 @@ class Client:
         response = self._http.request(method, path, **kwargs)
         if response.is_success:
             return response.json()
-        try:
-            body = response.json()
-        except ValueError:
-            body = response.text
-        detail = body.get("detail", body) if isinstance(body, dict) else body
-        missing_route = response.status_code == 405 or detail == "Not Found"
-        error = NotSupported if missing_route else ApiError
-        raise error(response.status_code, detail)
+        raise _error_of(response)
 
     # Experiments
 
@@ -154,6 +148,29 @@ class Client:
             name: (np.array(series["steps"], dtype=np.int64), to_array(series["values"]))
             for name, series in body["series"].items()
         }
+
+    def metric_rows(
+        self,
+        experiment_id: int,
+        names: Sequence[str] | None = None,
+        *,
+        start_step: int | None = None,
+        end_step: int | None = None,
+    ) -> Iterator[list[str]]:
+        """The CSV export, streamed as rows: the header `step, <metric>...`, then one row per
+        step with every metric (an empty cell: no point at that step)."""
+        params = {
+            "names": ",".join(names) if names else None,
+            "start_step": start_step,
+            "end_step": end_step,
+        }
+        path = f"/experiments/{experiment_id}/metrics.csv"
+        chosen = {k: v for k, v in params.items() if v is not None}
+        with self._http.stream("GET", path, params=chosen) as response:
+            if not response.is_success:
+                response.read()
+                raise _error_of(response)
+            yield from csv.reader(response.iter_lines())
 
     def theory(self, experiment_id: int, max_points: int | None = None) -> Series | None:
         """The flow-theory directional error for a run, or None where the API cannot give it."""
@@ -227,6 +244,18 @@ class Client:
             }
             for member in body["members"]
         ]
+
+
+def _error_of(response: httpx.Response) -> ApiError:
+    """The error an error answer stands for; 404/405 on a route the API lacks: NotSupported."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = response.text
+    detail = body.get("detail", body) if isinstance(body, dict) else body
+    missing_route = response.status_code == 405 or detail == "Not Found"
+    error = NotSupported if missing_route else ApiError
+    return error(response.status_code, detail)
 
 
 def _progress_bar(total: int, runs: list[dict]):  # noqa: ANN202

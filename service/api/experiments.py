@@ -30,12 +30,12 @@ NO_NUL = r"^[^\x00]*$"
 @router.post("", status_code=201, response_model=ExperimentRead)
 def create_experiment(
     session: WriteSession,
+    spec: Annotated[ExperimentSpec, Body()],
     digest: BodyDigest,
     idempotency_key: KeyHeader = None,
-    spec: Annotated[ExperimentSpec | None, Body()] = None,
 ) -> dict:
-    """Create an experiment from a spec (every field optional) and queue it."""
-    spec = spec or ExperimentSpec()
+    """Create an experiment from a spec and queue it: every field is optional, and `{}` is
+    the paper's run at depth 1. A request without a body is refused (422)."""
     refuse_overruns(cost.run_overruns(spec, get_settings()))
     with reused_key_refused():
         return idempotency.once(
