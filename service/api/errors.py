@@ -14,11 +14,16 @@ class ErrorMessage(BaseModel):
 
 
 WHEN = {
+    401: "No valid bearer token (when DIRCONV auth is on)",
+    403: "The token's role may not do this",
     404: "No such resource",
     409: "The resource is not in a state that allows this",
     413: "Request body over DIRCONV_MAX_BODY_BYTES",
+    429: "Too many requests from this token; retry after Retry-After seconds",
     503: "Database unavailable; retry after Retry-After seconds",
 }
+GUARDED = (401, 403, 429)
+"""What auth (issue #11) answers on every route but /healthz."""
 
 
 def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:

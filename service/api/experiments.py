@@ -23,6 +23,32 @@ from service.schemas import ExperimentList, ExperimentRead
 router = APIRouter(prefix="/experiments", tags=["experiments"])
 
 StatusFilter = Literal[STATUSES]  # type: ignore[valid-type]
+PAPER_RUN = {
+    "name": "paper-depth4",
+    "tags": ["paper"],
+    "depth": 4,
+    "dim": 2,
+    "distribution": "uniform_sphere",
+    "teacher": [0.0, 1.0],
+    "loss": "logistic",
+    "optimizer": "sgd",
+    "lr": 0.001,
+    "batch_size": 1000,
+    "steps": 20000,
+    "init": "paper",
+    "init_vector": [0.6, 0.8],
+    "seed": 0,
+}
+"""Lin, Sun, Zhang (NeurIPS 2021), the experiment of their figure at depth 4, with the fields
+that define it spelled out (all but `depth`, `name` and `tags` are the defaults)."""
+SPEC_EXAMPLES = {
+    "paper": {"summary": "The paper's run at depth 4", "value": PAPER_RUN},
+    "defaults": {"summary": "Every default: the paper's run at depth 1", "value": {}},
+    "gd": {
+        "summary": "Full-batch gradient descent on 200 points, depth 3",
+        "value": {"depth": 3, "optimizer": "gd", "n_samples": 200, "lr": 0.01},
+    },
+}
 NO_NUL = r"^[^\x00]*$"
 """No stored tag holds NUL, and PostgreSQL refuses to compare with one."""
 
@@ -30,7 +56,7 @@ NO_NUL = r"^[^\x00]*$"
 @router.post("", status_code=201, response_model=ExperimentRead)
 def create_experiment(
     session: WriteSession,
-    spec: Annotated[ExperimentSpec, Body()],
+    spec: Annotated[ExperimentSpec, Body(openapi_examples=SPEC_EXAMPLES)],
     digest: BodyDigest,
     idempotency_key: KeyHeader = None,
 ) -> dict:
