@@ -199,7 +199,7 @@ class Worker:
     def _warm_up(self) -> None:
         """Compile the kernels before the first claim; if that fails, runs compile them."""
         try:
-            warm_up()
+            warm_up(self.stopping.is_set)
         except Exception:  # noqa: BLE001 - a worker that cannot warm up can still train
             log.exception("event=warm_up_failed worker=%s", self.id)
 

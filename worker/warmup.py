@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -41,10 +42,13 @@ def warm_specs(cuda: bool) -> list[ExperimentSpec]:
     return specs
 
 
-def warm_up() -> WarmUp:
-    """Run every warm-up spec once and log what it took."""
+def warm_up(stopping: Callable[[], bool] = lambda: False) -> WarmUp:
+    """Run every warm-up spec once (unless `stopping()` says to give up) and log what it
+    took."""
     started = time.perf_counter()
     for spec in warm_specs(torch.cuda.is_available()):
+        if stopping():  # a worker stopped while it compiles exits without waiting for it
+            break
         engine.run(spec, lambda _block: True)
     hits, misses = _cache_counts()
     result = WarmUp(time.perf_counter() - started, compiled=misses, loaded=hits)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numba.core.config
 import pytest
 
-from worker import kernels
+from worker import kernels, warmup
 from worker.numba_cache import CACHE_ENV, use_numba_cache
 from worker.warmup import warm_specs, warm_up
 
@@ -46,3 +46,10 @@ def test_warm_up_compiles_both_dtypes_and_both_data_recipes():
     compiled = {signature[0].dtype.name for signature in kernels.fill_batch.signatures}
     assert compiled == {"float32", "float64"}
     assert len(kernels.train_block.signatures) == 2
+
+
+def test_a_worker_stopped_while_warming_up_stops_compiling(monkeypatch: pytest.MonkeyPatch):
+    ran = []
+    monkeypatch.setattr(warmup.engine, "run", lambda spec, _on_block: ran.append(spec))
+    warm_up(stopping=lambda: len(ran) == 1)
+    assert len(ran) == 1
