@@ -26,6 +26,22 @@ GUARDED = (401, 403, 429)
 """What auth (issue #11) answers on every route but /healthz."""
 
 
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again",
+        "schema": {"type": "integer"},
+    }
+}
+"""The header a 429 or 503 comes with."""
+
+
 def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """`responses=` for these statuses (422 FastAPI documents by itself)."""
-    return {status: {"model": ErrorMessage, "description": WHEN[status]} for status in statuses}
+    return {status: _response(status) for status in statuses}
+
+
+def _response(status: int) -> dict[str, Any]:
+    response: dict[str, Any] = {"model": ErrorMessage, "description": WHEN[status]}
+    if status in (429, 503):
+        response["headers"] = RETRY_AFTER
+    return response

@@ -10,7 +10,7 @@ from core import theory
 from core.models import Experiment
 from core.settings import get_settings
 from service.api.deps import ReadSession, get_or_404, invalid
-from service.api.errors import ErrorMessage, documented
+from service.api.errors import RETRY_AFTER, ErrorMessage, documented
 from service.schemas import TheoryRead
 
 router = APIRouter(prefix="/experiments", tags=["theory"])
@@ -22,6 +22,7 @@ BUSY = {
     "model": ErrorMessage,
     "description": "Database unavailable, or DIRCONV_MAX_THEORY_JOBS curves are being computed; "
     "retry after Retry-After seconds",
+    "headers": RETRY_AFTER,
 }
 
 

@@ -65,3 +65,5 @@ def test_every_route_declares_its_error_statuses_with_their_bodies(schema):
         for status in declared - {"200", "201", "202"}:
             content = operation["responses"][status]["content"]["application/json"]
             assert content["schema"]["$ref"] in ERROR_BODIES, (where, status)
+        for status in {"429", "503"} & declared:
+            assert "Retry-After" in operation["responses"][status]["headers"], (where, status)
