@@ -145,3 +145,14 @@ def test_depth_sweep_example_reports_reached_and_not_reached():
     assert example.report_line(1, steps, np.array([0.6, 0.5, 0.4])) == (
         "depth 1: final error 0.4, error still above 0.01 after 20 steps"
     )
+
+
+def test_depth_sweep_example_against_the_api(api):
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "examples" / "depth_sweep.py")],
+        env={**os.environ, "DIRCONV_URL": api.url}, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    lines = result.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == [f"depth {d}" for d in (1, 2, 3, 4)]
+    assert lines[0].endswith("error still above 0.01 after 10000 steps")
+    assert "error <= 0.01 from step 6" in lines[3]
