@@ -76,26 +76,127 @@ class ExperimentSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
-    name: StorableName | None = Field(default=None, min_length=1, max_length=200)
-    tags: list[str] = Field(default_factory=list, max_length=50)
-    depth: int = Field(default=1, ge=1, le=MAX_DEPTH)
-    dim: int = Field(default=2, ge=2, le=MAX_DIM)
-    width: int | None = Field(default=None, ge=1, le=MAX_WIDTH, validate_default=True)
-    distribution: Literal["uniform_sphere", "gaussian"] = "uniform_sphere"
-    teacher: list[float] | None = Field(default=None, validate_default=True)
-    loss: Literal["logistic", "exponential"] = "logistic"
-    optimizer: Literal["sgd", "gd", "flow"] = "sgd"
-    lr: float = Field(default=1e-3, gt=0)
-    batch_size: int = Field(default=1000, ge=1, le=MAX_BATCH_SIZE)
-    n_samples: int = Field(default=1000, ge=1, le=MAX_BATCH_SIZE)
-    steps: int = Field(default_factory=lambda: min(DEFAULT_STEPS, get_settings().max_steps), ge=1)
-    init: Literal["paper", "balanced", "gaussian"] = "paper"
-    init_scale: float = Field(default=1.0, ge=MIN_INIT_NORM, le=1e6)
-    init_vector: list[float] | None = Field(default=None, validate_default=True)
-    log_every: int = Field(default=1, ge=1, le=MAX_INT)
-    seed: int = Field(default=0, ge=0, le=MAX_INT)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    dtype: Literal["float32", "float64"] = "float32"
+    name: StorableName | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="The run's name (1-200 characters); default `experiment-<id>`.",
+        examples=["paper-depth4"],
+    )
+    tags: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Labels to find the run by (each 1-100 characters); duplicates dropped.",
+        examples=[["paper"]],
+    )
+    depth: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_DEPTH,
+        description="N, the number of layers; depth 1 is the linear predictor.",
+        examples=[4],
+    )
+    dim: int = Field(
+        default=2, ge=2, le=MAX_DIM, description="d, the input dimension.", examples=[2]
+    )
+    width: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_WIDTH,
+        validate_default=True,
+        description="Width of the hidden layers; default `dim`.",
+        examples=[2],
+    )
+    distribution: Literal["uniform_sphere", "gaussian"] = Field(
+        default="uniform_sphere",
+        description="The data: x uniform on the unit sphere S^(d-1), or x ~ N(0, I).",
+        examples=["uniform_sphere"],
+    )
+    teacher: list[float] | None = Field(
+        default=None,
+        validate_default=True,
+        description="The teacher direction v (`dim` numbers, not all zero): labels are "
+        "sign(v.x). Stored normalised; default the last basis vector e_d.",
+        examples=[[0.0, 1.0]],
+    )
+    loss: Literal["logistic", "exponential"] = Field(
+        default="logistic",
+        description="l(m) of the margin m = y w.x: log(1 + e^-m) or e^-m.",
+        examples=["logistic"],
+    )
+    optimizer: Literal["sgd", "gd", "flow"] = Field(
+        default="sgd",
+        description="`sgd`: a fresh batch of `batch_size` points every step; `gd`: full-batch "
+        "steps on a fixed sample of `n_samples` points; `flow`: the population gradient flow "
+        "(the paper's theory), integrated on the CPU in float64.",
+        examples=["sgd"],
+    )
+    lr: float = Field(default=1e-3, gt=0, description="The learning rate.", examples=[0.001])
+    batch_size: int = Field(
+        default=1000,
+        ge=1,
+        le=MAX_BATCH_SIZE,
+        description="Fresh points drawn every step (`sgd` only).",
+        examples=[1000],
+    )
+    n_samples: int = Field(
+        default=1000,
+        ge=1,
+        le=MAX_BATCH_SIZE,
+        description="Size of the fixed training sample (`gd` only).",
+        examples=[1000],
+    )
+    steps: int = Field(
+        default_factory=lambda: min(DEFAULT_STEPS, get_settings().max_steps),
+        ge=1,
+        description="Training steps, at most DIRCONV_MAX_STEPS; default 20000.",
+        examples=[20000],
+    )
+    init: Literal["paper", "balanced", "gaussian"] = Field(
+        default="paper",
+        description="`paper`: a balanced net whose end-to-end vector is `init_vector`; "
+        "`balanced`: the same with a seeded random direction of norm `init_scale`; "
+        "`gaussian`: i.i.d. N(0, init_scale^2) entries (not balanced).",
+        examples=["paper"],
+    )
+    init_scale: float = Field(
+        default=1.0,
+        ge=MIN_INIT_NORM,
+        le=1e6,
+        description="Scale of the `balanced` and `gaussian` inits.",
+        examples=[1.0],
+    )
+    init_vector: list[float] | None = Field(
+        default=None,
+        validate_default=True,
+        description="w_e(0), the end-to-end vector at step 0 (`paper` init only): `dim` numbers, "
+        "norm in [1e-12, 1e12]; default 0.6 e_1 + 0.8 e_d.",
+        examples=[[0.6, 0.8]],
+    )
+    log_every: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_INT,
+        description="Log the metrics every this many steps (and at the last step).",
+        examples=[1],
+    )
+    seed: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_INT,
+        description="Seeds the data stream and the random parts of the init.",
+        examples=[0],
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto",
+        description="Where the worker trains; `auto` takes CUDA where the worker has it.",
+        examples=["auto"],
+    )
+    dtype: Literal["float32", "float64"] = Field(
+        default="float32",
+        description="Floating-point type of the weights (`flow` always integrates in float64).",
+        examples=["float32"],
+    )
 
     @field_validator("tags")
     @classmethod

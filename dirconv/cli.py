@@ -9,7 +9,7 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,10 @@ EXIT_API_ERROR = 1
 EXIT_UNREACHABLE = 3
 ACCESS_ERRORS = {401: "not signed in", 403: "forbidden", 429: "too many requests"}
 """Statuses printed as one line naming the problem, whatever the detail's shape."""
+EXIT_BROKEN_PIPE = 141
+"""What a shell reports for a command that SIGPIPE ended (128 + 13), as `yes | head` does."""
+TABLE_ROWS = 20
+"""Steps `dirconv metrics` prints as a table unless --max-points says otherwise."""
 
 
 class UsageError(Exception):
@@ -64,7 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     client = Client(args.url, token=args.token)
     try:
-        return args.handler(client, args) or 0
+        code = args.handler(client, args) or 0
+        sys.stdout.flush()  # a closed pipe shows here, inside the handling below
+        return code
     except ApiError as error:
         _print_api_error(error)
         return EXIT_API_ERROR
@@ -74,6 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except httpx.TransportError as error:
         print(f"error: cannot reach the dirconv API at {client.url} ({error})", file=sys.stderr)
         return EXIT_UNREACHABLE
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         return 130
     finally:
@@ -104,6 +113,14 @@ def _one_line(detail: object) -> str:
     elif not isinstance(detail, str):
         detail = json.dumps(detail)
     return " ".join(str(detail).split())
+
+
+def _silence_stdout() -> None:
+    """The reader of our output has gone (`dirconv show 7 | head`): send what is still
+    buffered to /dev/null, or Python's own flush at exit fails again with a traceback."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -245,11 +262,17 @@ LIST_COLUMNS = ("id", "status", "progress", "depth", "loss", "optimizer", "lr", 
 def _list(client: Client, args: argparse.Namespace) -> int:
     page = client.list(status=args.status, tag=args.tag, limit=args.limit, owner=args.owner)
     rows = [_list_row(run) for run in page["data"]]
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(LIST_COLUMNS)]
-    for row in [LIST_COLUMNS, *rows]:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    _print_table(LIST_COLUMNS, rows)
     print(f"({len(rows)} of {page['count']})")
     return 0
+
+
+def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Left-aligned columns as wide as their widest cell (the header alone if no rows)."""
+    widths = [max([len(title), *(len(row[i]) for row in rows)]) for i, title in enumerate(header)]
+    for row in [header, *rows]:
+        line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        print(line.rstrip())
 
 
 def _list_row(run: dict) -> tuple[str, ...]:
@@ -339,53 +362,91 @@ def _cancel(client: Client, args: argparse.Namespace) -> int:
 
 
 def _add_metrics(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("metrics", help="an experiment's metric series")
+    parser = commands.add_parser(
+        "metrics", help="an experiment's metrics: one row a step, one column a metric"
+    )
     parser.add_argument("id", type=int)
     parser.add_argument("--names", help="comma-separated metric names (default: all)")
-    parser.add_argument("--max-points", type=int)
+    parser.add_argument(
+        "--max-points",
+        type=_positive_int,
+        help=f"at most this many rows, evenly spread over the steps "
+        f"(default: every step for --csv, {TABLE_ROWS} for the table)",
+    )
     parser.add_argument("--start-step", type=int)
     parser.add_argument("--end-step", type=int)
     parser.add_argument("--csv", action="store_true", help="CSV: step, then one column a metric")
     parser.set_defaults(handler=_metrics)
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def _metrics(client: Client, args: argparse.Namespace) -> int:
-    series = client.metrics(
-        args.id,
-        args.names.split(",") if args.names else None,
-        max_points=args.max_points,
-        start_step=args.start_step,
-        end_step=args.end_step,
-    )
+    names = args.names.split(",") if args.names else None
+    header, rows = _metric_rows(client, args, names)
     if args.csv:
-        _write_csv(series, sys.stdout)
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
         return 0
-    for name, (steps, values) in series.items():
-        if len(steps) == 0:
-            print(f"{name}: no points yet")
-            continue
-        print(
-            f"{name}: {len(steps)} points, step {steps[0]}..{steps[-1]}, "
-            f"first {values[0]:.6g}, last {values[-1]:.6g}, min {values.min():.6g}"
-        )
+    table = [[row[0], *(_table_cell(cell) for cell in row[1:])] for row in rows]
+    _print_table(header, table)
+    if not table:
+        print("(no points yet)")
     return 0
 
 
-def _write_csv(series: dict, stream: Any) -> None:
-    """One row a step; a metric missing at a step is left empty."""
-    names = list(series)
-    table: dict[int, dict[str, float]] = {}
-    for name, (steps, values) in series.items():
-        for step, value in zip(steps.tolist(), values.tolist(), strict=True):
-            table.setdefault(step, {})[name] = value
-    writer = csv.writer(stream, lineterminator="\n")
-    writer.writerow(["step", *names])
-    for step in sorted(table):
-        writer.writerow([step, *(_cell(table[step].get(name)) for name in names)])
+def _metric_rows(
+    client: Client, args: argparse.Namespace, names: list[str] | None
+) -> tuple[list[str], Iterator[list[str]]]:
+    """The header and the rows asked for, thinned to --max-points (the table's default too)."""
+    limit = args.max_points or (None if args.csv else TABLE_ROWS)
+    asked = (args.start_step, args.end_step)
+    span = None if limit is None else _step_span(client, args.id, names, *asked)
+    start, end = span or asked
+    rows = client.metric_rows(args.id, names, start_step=start, end_step=end)
+    header = next(rows)
+    if limit is None:
+        return header, rows
+    return header, (thin_rows(rows, *span, limit) if span else iter(()))
 
 
-def _cell(value: float | None) -> str:
-    return "" if value is None else repr(value)
+def _step_span(
+    client: Client,
+    experiment_id: int,
+    names: list[str] | None,
+    start_step: int | None,
+    end_step: int | None,
+) -> tuple[int, int] | None:
+    """The first and last step any of the metrics logged in the range; None if none did."""
+    ends = client.metrics(
+        experiment_id, names, max_points=2, start_step=start_step, end_step=end_step
+    )
+    firsts = [int(steps[0]) for steps, _ in ends.values() if len(steps)]
+    lasts = [int(steps[-1]) for steps, _ in ends.values() if len(steps)]
+    return (min(firsts), max(lasts)) if firsts else None
+
+
+def thin_rows(rows: Iterable[list[str]], first: int, last: int, keep: int) -> Iterator[list[str]]:
+    """At most `keep` rows whose steps lie in [first, last], evenly spread: the first row in
+    each of keep - 1 equal step buckets, and the row at `last`."""
+    buckets = max(keep - 1, 0)
+    width = max(last - first, 1)
+    taken = -1
+    for row in rows:
+        bucket = (int(row[0]) - first) * buckets // width
+        if bucket > taken and int(row[0]) <= last:
+            taken = bucket
+            yield row
+
+
+def _table_cell(text: str) -> str:
+    return f"{float(text):.6g}" if text else ""
 
 
 # reproduce-paper

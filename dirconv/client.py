@@ -10,11 +10,12 @@ steps, errors = client.metrics(run["id"], ["directional_error"])["directional_er
 
 from __future__ import annotations
 
+import csv
 import os
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 import httpx
 import numpy as np
@@ -137,17 +138,7 @@ class Client:
             return None
         if response.is_success:
             return response.json()
-        self._raise(response)
-
-    def _raise(self, response: httpx.Response) -> NoReturn:
-        try:
-            body = response.json()
-        except ValueError:
-            body = response.text
-        detail = body.get("detail", body) if isinstance(body, dict) else body
-        missing_route = response.status_code == 405 or detail == "Not Found"
-        error = NotSupported if missing_route else ApiError
-        raise error(response.status_code, detail, _retry_after(response))
+        raise _error_of(response)
 
     def me(self) -> dict:
         """Who the API takes this client for: `{"user": ..., "role": ...}`."""
@@ -256,6 +247,29 @@ class Client:
             for name, series in body["series"].items()
         }
 
+    def metric_rows(
+        self,
+        experiment_id: int,
+        names: Sequence[str] | None = None,
+        *,
+        start_step: int | None = None,
+        end_step: int | None = None,
+    ) -> Iterator[list[str]]:
+        """The CSV export, streamed as rows: the header `step, <metric>...`, then one row per
+        step with every metric (an empty cell: no point at that step)."""
+        params = {
+            "names": ",".join(names) if names else None,
+            "start_step": start_step,
+            "end_step": end_step,
+        }
+        path = f"/experiments/{experiment_id}/metrics.csv"
+        chosen = {k: v for k, v in params.items() if v is not None}
+        with self._http.stream("GET", path, params=chosen) as response:
+            if not response.is_success:
+                response.read()
+                raise _error_of(response)
+            yield from csv.reader(response.iter_lines())
+
     def theory(self, experiment_id: int, max_points: int | None = None) -> Series | None:
         """The flow-theory directional error for a run, or None where the API cannot give it."""
         params = {"max_points": max_points} if max_points else {}
@@ -328,6 +342,18 @@ class Client:
             }
             for member in body["members"]
         ]
+
+
+def _error_of(response: httpx.Response) -> ApiError:
+    """The error an error answer stands for; 404/405 on a route the API lacks: NotSupported."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = response.text
+    detail = body.get("detail", body) if isinstance(body, dict) else body
+    missing_route = response.status_code == 405 or detail == "Not Found"
+    error = NotSupported if missing_route else ApiError
+    return error(response.status_code, detail, _retry_after(response))
 
 
 def _progress_bar(total: int, runs: list[dict]):  # noqa: ANN202

@@ -189,14 +189,23 @@ def _rate_lines(curves: list[Curves]) -> list[str]:
     rows = []
     for curve in curves:
         summary = curve.sgd_run.get("summary") or {}
-        fitted = {key: summary[key] for key in RATE_KEYS if key in summary}
-        if fitted:
-            cells = " | ".join(str(fitted.get(key, "—")) for key in RATE_KEYS)
+        if any(key in summary for key in RATE_KEYS):
+            cells = " | ".join(_rate_cell(summary.get(key)) for key in RATE_KEYS)
             rows.append(f"| {curve.depth} | {cells} |")
     if not rows:
         return ["Fitted rates: the API's summaries carry no `rate_exponent` yet."]
     header = "| depth | " + " | ".join(RATE_KEYS) + " |"
     return ["Fitted rates (SGD run summaries):", "", header, "|---|---|---|---|", *rows]
+
+
+def _rate_cell(value: object) -> str:
+    """A fitted number to 4 digits, a [first, last] window as a step range; "—" where the
+    fit found no window (the summary's None)."""
+    if isinstance(value, list) and len(value) == 2:
+        return f"{value[0]:,}–{value[1]:,}"
+    if isinstance(value, int | float):
+        return f"{value:.4g}"
+    return "—"
 
 
 def _source_lines(curves: list[Curves]) -> list[str]:

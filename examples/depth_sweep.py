@@ -21,9 +21,19 @@ def main() -> None:
         client.wait_all([run["id"] for run in runs], progress=True)
         for depth, run in zip(DEPTHS, runs, strict=True):
             steps, errors = client.metrics(run["id"], ["directional_error"])["directional_error"]
-            hit = np.flatnonzero(errors <= TARGET)
-            reached = f"step {steps[hit[0]]}" if len(hit) else "not reached"
-            print(f"depth {depth}: final error {errors[-1]:.3g}, error <= {TARGET:g} at {reached}")
+            print(report_line(depth, steps, errors))
+
+
+def report_line(depth: int, steps: np.ndarray, errors: np.ndarray) -> str:
+    """One depth's final error and the first step where the error is within TARGET."""
+    if not len(errors):
+        return f"depth {depth}: no points logged"
+    hit = np.flatnonzero(errors <= TARGET)
+    if len(hit):
+        reached = f"error <= {TARGET:g} from step {steps[hit[0]]}"
+    else:
+        reached = f"error still above {TARGET:g} after {steps[-1]} steps"
+    return f"depth {depth}: final error {errors[-1]:.3g}, {reached}"
 
 
 if __name__ == "__main__":

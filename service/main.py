@@ -34,6 +34,8 @@ ECHO_DEPTH = 4
 """Deepest nesting of an echoed input; below it a value reads "..."."""
 MESSAGE_CHARS = 300
 """Longest `msg` in a 422 (some quote the input)."""
+MISSING_BODY = "a JSON body is required (send {} to take every default a field has)"
+"""The 422 message for a request without the body its endpoint reads."""
 
 
 def create_app(database_url: str | None = None, listen_host: str | None = None) -> FastAPI:
@@ -124,12 +126,18 @@ def _short_error(error: dict) -> dict:
             item if isinstance(item, int) else _text(str(item), ECHO_ITEMS)
             for item in islice(error.get("loc", ()), ECHO_ITEMS)
         ],  # fmt: skip
-        "msg": _text(str(error.get("msg", "")), MESSAGE_CHARS),
+        "msg": _text(_message(error), MESSAGE_CHARS),
     }
     for key in ("input", "ctx"):
         if key in error:
             short[key] = _json_safe(error[key])
     return short
+
+
+def _message(error: dict) -> str:
+    if error.get("type") == "missing" and tuple(error.get("loc", ())) == ("body",):
+        return MISSING_BODY
+    return str(error.get("msg", ""))
 
 
 def _json_safe(value: Any, depth: int = 0) -> Any:

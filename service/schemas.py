@@ -143,9 +143,24 @@ class SweepCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    name: StorableName | None = Field(default=None, min_length=1, max_length=200)
-    base: dict[str, Any] = Field(default_factory=dict)
-    grid: dict[str, list[Any]] = Field(min_length=1)
+    name: StorableName | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="The sweep's name (1-200 characters); default `sweep-<id>`.",
+        examples=["depths"],
+    )
+    base: dict[str, Any] = Field(
+        default_factory=dict,
+        description="An experiment spec (the body of POST /experiments) every member shares.",
+        examples=[{"steps": 20000, "tags": ["paper"]}],
+    )
+    grid: dict[str, list[Any]] = Field(
+        min_length=1,
+        description="Spec field to its values; one member per combination, each validated "
+        "like POST /experiments before any is queued.",
+        examples=[{"depth": [1, 2, 3, 4]}],
+    )
 
 
 class SweepCreated(BaseModel):

@@ -28,6 +28,7 @@ from worker import engine as training
 from worker import queue
 from worker.engine import EngineError, MetricBlock, RunResult
 from worker.summary import summarize
+from worker.warmup import warm_up
 
 log = logging.getLogger("dirconv.worker")
 PLAIN_ERRORS = (EngineError, ValueError, RuntimeError)
@@ -186,6 +187,7 @@ class Worker:
         heartbeat.start()
         log.info("event=worker_started worker=%s device=%s", self.id, self.info.device)
         try:
+            self._warm_up()
             while not self.stopping.is_set():
                 if not self.run_one():
                     self.stopping.wait(self.settings.poll_seconds)
@@ -193,6 +195,13 @@ class Worker:
             heartbeat.stop()
             queue.unregister_worker(self.db, self.id)
             log.info("event=worker_stopped worker=%s", self.id)
+
+    def _warm_up(self) -> None:
+        """Compile the kernels before the first claim; if that fails, runs compile them."""
+        try:
+            warm_up(self.stopping.is_set)
+        except Exception:  # noqa: BLE001 - a worker that cannot warm up can still train
+            log.exception("event=warm_up_failed worker=%s", self.id)
 
     def run_one(self) -> bool:
         """Reap silent workers' jobs if due, then claim and run the oldest queued experiment

@@ -31,13 +31,23 @@ WHEN = {
     503: "Database unavailable; retry after Retry-After seconds",
 }
 
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again",
+        "schema": {"type": "integer"},
+    }
+}
+"""The header a 429 or 503 comes with."""
+
 
 def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """`responses=` for these statuses (422 FastAPI documents by itself)."""
-    return {
-        status: {
-            "model": LimitMessage if status == 429 else ErrorMessage,
-            "description": WHEN[status],
-        }
-        for status in statuses
-    }
+    return {status: _response(status) for status in statuses}
+
+
+def _response(status: int) -> dict[str, Any]:
+    model = LimitMessage if status == 429 else ErrorMessage
+    response: dict[str, Any] = {"model": model, "description": WHEN[status]}
+    if status in (429, 503):
+        response["headers"] = RETRY_AFTER
+    return response

@@ -38,6 +38,32 @@ SORT_HELP = (
     "a time (created_at, started_at, finished_at), id, name or numeric summary field "
     "(e.g. final_directional_error); prefix - for descending"
 )
+PAPER_RUN = {
+    "name": "paper-depth4",
+    "tags": ["paper"],
+    "depth": 4,
+    "dim": 2,
+    "distribution": "uniform_sphere",
+    "teacher": [0.0, 1.0],
+    "loss": "logistic",
+    "optimizer": "sgd",
+    "lr": 0.001,
+    "batch_size": 1000,
+    "steps": 20000,
+    "init": "paper",
+    "init_vector": [0.6, 0.8],
+    "seed": 0,
+}
+"""Lin, Sun, Zhang (NeurIPS 2021), the experiment of their figure at depth 4, with the fields
+that define it spelled out (all but `depth`, `name` and `tags` are the defaults)."""
+SPEC_EXAMPLES = {
+    "paper": {"summary": "The paper's run at depth 4", "value": PAPER_RUN},
+    "defaults": {"summary": "Every default: the paper's run at depth 1", "value": {}},
+    "gd": {
+        "summary": "Full-batch gradient descent on 200 points, depth 3",
+        "value": {"depth": 3, "optimizer": "gd", "n_samples": 200, "lr": 0.01},
+    },
+}
 NO_NUL = r"^[^\x00]*$"
 OWNER_PATTERN = r"^[^\x00]{1,100}$"
 """No stored tag holds NUL, and PostgreSQL refuses to compare with one."""
@@ -47,12 +73,12 @@ OWNER_PATTERN = r"^[^\x00]{1,100}$"
 def create_experiment(
     session: WriteSession,
     principal: CurrentPrincipal,
+    spec: Annotated[ExperimentSpec, Body(openapi_examples=SPEC_EXAMPLES)],
     digest: BodyDigest,
     idempotency_key: KeyHeader = None,
-    spec: Annotated[ExperimentSpec | None, Body()] = None,
 ) -> dict:
-    """Create an experiment from a spec (every field optional) and queue it."""
-    spec = spec or ExperimentSpec()
+    """Create an experiment from a spec and queue it: every field is optional, and `{}` is
+    the paper's run at depth 1. A request without a body is refused (422)."""
     settings = get_settings()
     refuse_overruns(cost.run_overruns(spec, settings))
 

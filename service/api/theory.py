@@ -10,7 +10,7 @@ from core import theory
 from core.models import Experiment
 from core.settings import get_settings
 from service.api.deps import ReadSession, get_or_404, invalid
-from service.api.errors import documented
+from service.api.errors import RETRY_AFTER, ErrorMessage, documented
 from service.schemas import TheoryRead
 
 router = APIRouter(prefix="/experiments", tags=["theory"])
@@ -18,9 +18,19 @@ router = APIRouter(prefix="/experiments", tags=["theory"])
 SLOT_WAIT_SECONDS = 1.0
 """How long a request for a curve not yet computed waits for a free slot before its 503."""
 _curves = theory.CurveCache()
+BUSY = {
+    "model": ErrorMessage,
+    "description": "Database unavailable, or DIRCONV_MAX_THEORY_JOBS curves are being computed; "
+    "retry after Retry-After seconds",
+    "headers": RETRY_AFTER,
+}
 
 
-@router.get("/{experiment_id}/theory", response_model=TheoryRead, responses=documented(404))
+@router.get(
+    "/{experiment_id}/theory",
+    response_model=TheoryRead,
+    responses={**documented(404), 503: BUSY},
+)
 def read_theory(
     session: ReadSession,
     experiment_id: int,

@@ -1,5 +1,5 @@
 // The new-run and new-sweep forms, and the field-error helpers other pages' forms share.
-import { ApiError, api, app, features, h } from "./lib.js";
+import { ApiError, api, app, features, h, specFields } from "./lib.js";
 
 // [field, kind, hint, choices]; kinds: text, int, float, floats, tags, choice.
 const SPEC_FIELDS = [
@@ -11,14 +11,14 @@ const SPEC_FIELDS = [
   ["distribution", "choice", "", ["uniform_sphere", "gaussian"]],
   ["teacher", "floats", "dim numbers (default e_d)"],
   ["loss", "choice", "", ["logistic", "exponential"]],
-  ["optimizer", "choice", "gd and flow need a newer API", ["sgd", "gd", "flow"]],
+  ["optimizer", "choice", "", ["sgd", "gd", "flow"]],
   ["lr", "float", "learning rate > 0 (default 0.001)"],
   ["batch_size", "int", "fresh points a step (default 1000)"],
   ["steps", "int", "default 20000"],
-  ["init", "choice", "balanced and gaussian need a newer API", ["paper", "balanced", "gaussian"]],
-  ["init_scale", "float", "gaussian init only (newer API)"],
+  ["init", "choice", "", ["paper", "balanced", "gaussian"]],
+  ["init_scale", "float", "balanced and gaussian inits only (default 1)"],
   ["init_vector", "floats", "w_e(0), dim numbers (default 0.6, 0.8)"],
-  ["n_samples", "int", "fixed sample size (newer API)"],
+  ["n_samples", "int", "gd only: the fixed sample's size (default 1000)"],
   ["log_every", "int", "default 1"],
   ["seed", "int", "default 0"],
   ["device", "choice", "", ["auto", "cpu", "cuda"]],
@@ -27,11 +27,16 @@ const SPEC_FIELDS = [
 
 function specForm(prefix) {
   const form = h("form", { class: "spec", id: `${prefix}form`, novalidate: true });
-  for (const [field, kind, hint, choices] of SPEC_FIELDS) {
+  for (const [field, kind, ownHint, ownChoices] of SPEC_FIELDS) {
     const id = `${prefix}${field}`;
+    const served = specFields ? specFields[field] : {};
+    const choices = served?.enum || ownChoices;
+    const hint = served ? ownHint : "not on this server";
     const input = kind === "choice"
       ? h("select", { id, name: field }, h("option", { value: "" }, `(default: ${choices[0]})`), choices.map((c) => h("option", { value: c }, c)))
       : h("input", { type: "text", id, name: field, autocomplete: "off" });
+    input.disabled = !served;
+    if (served?.description) input.title = served.description;
     form.append(h("div", { class: "field", "data-field": field },
       h("label", { for: id }, field), input, hint ? h("span", { class: "hint" }, hint) : "",
       h("span", { class: "error", id: `${id}-error`, role: "alert" })));
@@ -51,8 +56,8 @@ function parseValue(kind, raw) {
 function readSpec(form) {
   const spec = {};
   for (const [field, kind] of SPEC_FIELDS) {
-    const raw = form.elements[field].value;
-    if (raw.trim() !== "") spec[field] = parseValue(kind, raw);
+    const input = form.elements[field];
+    if (!input.disabled && input.value.trim() !== "") spec[field] = parseValue(kind, input.value);
   }
   return spec;
 }
@@ -123,12 +128,14 @@ export function renderNewSweep() {
   const submit = h("button", { class: "primary", id: "submit-sweep", type: "button" }, "Submit sweep");
   submit.addEventListener("click", async () => {
     clearErrors(app); general.replaceChildren();
+    const parsed = parseGrid(grid.value);
     try {
-      const body = { name: name.value.trim() || "sweep", base: readSpec(base), grid: parseGrid(grid.value) };
+      if (parsed.problems.length) throw new ApiError(422, parsed.problems);
+      const body = { name: name.value.trim() || "sweep", base: readSpec(base), grid: parsed.grid };
       const sweep = await api("/sweeps", { method: "POST", body });
       location.hash = `#/compare?sweep=${sweep.id}`;
     } catch (error) {
-      showFieldErrors(error, general, (loc) => {
+      showFieldErrors(withGridLines(error, parsed.lines), general, (loc) => {
         if (loc[1] === "base" && loc[2]) return base.querySelector(`.field[data-field="${loc[2]}"]`);
         if (loc[1] === "grid") return gridField;
         if (loc[1] === "name") return nameField;
@@ -141,15 +148,33 @@ export function renderNewSweep() {
     h("div", { class: "card" }, h("h2", {}, "Base spec"), base, h("div", { class: "actions" }, submit)));
 }
 
+// The grid text, one `field = v1, v2` a line: {grid, lines: {field: line number}, problems:
+// 422-shaped errors for lines that do not parse}.
 function parseGrid(text) {
-  const grid = {};
-  for (const line of text.split("\n")) {
-    if (!line.trim()) continue;
-    const [field, values = ""] = line.split("=");
-    grid[field.trim()] = values.split(",").map((v) => v.trim()).filter(Boolean)
+  const grid = {}, lines = {}, problems = [];
+  text.split("\n").forEach((line, index) => {
+    if (!line.trim()) return;
+    const [field, values = ""] = line.split("=").map((part) => part.trim());
+    const parsed = values.split(",").map((v) => v.trim()).filter(Boolean)
       .map((v) => (Number.isFinite(Number(v)) ? Number(v) : v));
+    if (!line.includes("=") || !field || !parsed.length) {
+      problems.push({ loc: ["body", "grid"], msg: `line ${index + 1}: expected "field = value, value, …", got "${line.trim()}"` });
+      return;
+    }
+    grid[field] = parsed;
+    lines[field] = index + 1;
+  });
+  return { grid, lines, problems };
+}
+
+// The API's errors about a grid field, prefixed with the form line that set that field.
+function withGridLines(error, lines) {
+  if (!(error instanceof ApiError) || !Array.isArray(error.detail)) return error;
+  for (const item of error.detail) {
+    const [where, part, field] = item.loc || [];
+    if (where === "body" && part === "grid" && field in lines) item.msg = `line ${lines[field]} (${field}): ${item.msg}`;
   }
-  return grid;
+  return error;
 }
 
 // The .field element of `name` inside `root`, or null.

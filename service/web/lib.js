@@ -130,6 +130,10 @@ export function showError(container, error) {
 
 // ---------- feature detection ----------
 
+// The server's spec fields ({field: {enum, description, ...}} from its OpenAPI schema), or null
+// when it has no schema: the forms offer what this server takes, whatever its version.
+export let specFields = null;
+
 export async function detectFeatures() {
   try {
     const spec = await api("/openapi.json");
@@ -144,6 +148,7 @@ export async function detectFeatures() {
     features.sweepAggregate = has("/sweeps/{}/aggregate");
     features.lifecycle = has("/experiments/{}", "patch");
     features.events = has("/experiments/{}/events");
+    specFields = spec.components?.schemas?.ExperimentSpec?.properties || null;
   } catch (_) { /* an API without its schema: every optional feature stays hidden */ }
   document.querySelectorAll("[data-feature]").forEach((node) => {
     node.hidden = !features[node.dataset.feature];

@@ -102,10 +102,9 @@ def test_requests_past_db_wait_seconds_get_503_with_retry_after(stack: Stack, db
     try:
         with httpx.Client(base_url=stack.url, timeout=60) as client:
             # The POST takes the only slot, then waits for the lock held above.
-            creation = threading.Thread(
-                target=lambda: posted.append(client.post("/experiments", json={}))
-            )
             posted: list[httpx.Response] = []
+            create = lambda: posted.append(client.post("/experiments", json={}))  # noqa: E731
+            creation = threading.Thread(target=create)
             creation.start()
             wait_for(
                 lambda: _healthz_status(stack.url) == 503, "/healthz to answer 503", timeout=30

@@ -39,8 +39,8 @@ def test_create_fills_every_default(client):
     assert client.get(f"/experiments/{body['id']}").json() == body
 
 
-def test_create_without_body_queues_the_papers_run(client):
-    response = client.post("/experiments")
+def test_empty_object_queues_the_papers_run(client):
+    response = client.post("/experiments", json={})
     assert response.status_code == 201
     assert response.json()["spec"]["depth"] == 1
 
@@ -115,7 +115,7 @@ def test_unknown_experiment_cannot_be_canceled(client):
 
 
 def test_cancel_queued_run_is_immediate_and_final(client):
-    experiment_id = client.post("/experiments").json()["id"]
+    experiment_id = client.post("/experiments", json={}).json()["id"]
     response = client.post(f"/experiments/{experiment_id}/cancel")
     assert response.status_code == 202
     assert response.json()["status"] == "canceled"
@@ -131,7 +131,7 @@ def _store_points(db, experiment_id: int, name: str, values: list[float]) -> Non
 
 
 def test_metrics_range_and_thinning(client, db):
-    experiment_id = client.post("/experiments").json()["id"]
+    experiment_id = client.post("/experiments", json={}).json()["id"]
     _store_points(db, experiment_id, "directional_error", [1.0 / (s + 1) for s in range(101)])
     url = f"/experiments/{experiment_id}/metrics"
     full = client.get(url).json()
@@ -151,7 +151,7 @@ def test_metrics_range_and_thinning(client, db):
 
 
 def test_non_finite_metrics_are_sent_as_strings(client, db):
-    experiment_id = client.post("/experiments").json()["id"]
+    experiment_id = client.post("/experiments", json={}).json()["id"]
     _store_points(db, experiment_id, "loss", [1.0, math.inf, -math.inf, None])
     series = client.get(f"/experiments/{experiment_id}/metrics", params={"names": "loss"})
     assert series.status_code == 200
@@ -170,7 +170,7 @@ def test_non_finite_metrics_are_sent_as_strings(client, db):
     ],
 )
 def test_bad_metrics_query_is_a_422(client, params, field):
-    experiment_id = client.post("/experiments").json()["id"]
+    experiment_id = client.post("/experiments", json={}).json()["id"]
     response = client.get(f"/experiments/{experiment_id}/metrics", params=params)
     assert response.status_code == 422
     assert field in _fields(response)

@@ -134,7 +134,7 @@ def test_compare_returns_500_runs_in_one_call(client, db):
 
 
 def test_compare_lists_a_run_without_points_with_empty_series(client):
-    experiment_id = client.post("/experiments").json()["id"]
+    experiment_id = client.post("/experiments", json={}).json()["id"]
     body = client.get("/metrics/compare", params={"ids": str(experiment_id)}).json()
     assert body == {
         "name": "directional_error",
@@ -167,7 +167,7 @@ def test_bad_compare_query_is_a_422_naming_the_field(client, params, field):
 
 @pytest.mark.parametrize("suffix", ["metrics", "metrics.csv", "metrics.parquet"])
 def test_bad_read_and_export_queries_are_422s(client, suffix):
-    experiment_id = client.post("/experiments").json()["id"]
+    experiment_id = client.post("/experiments", json={}).json()["id"]
     for params, field in [({"names": "x"}, "names"), ({"end_step": -1}, "end_step")]:
         response = client.get(f"/experiments/{experiment_id}/{suffix}", params=params)
         assert response.status_code == 422

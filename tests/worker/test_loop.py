@@ -105,7 +105,7 @@ def test_stopping_the_worker_checkpoints_and_requeues_its_run_without_using_an_a
 
 
 def test_metric_buffer_flushes_by_size_and_by_time(client, db):
-    experiment_id = client.post("/experiments").json()["id"]
+    experiment_id = client.post("/experiments", json={}).json()["id"]
     settings = Settings(flush_points=8, flush_seconds=3600)
     member = Member(lifecycle.Lease(experiment_id, "w", 1), ExperimentSpec())
     with db.begin() as connection:

@@ -133,7 +133,7 @@ def test_a_run_that_keeps_losing_its_worker_fails_saying_why(client, db):
 
 
 def test_reaper_spares_workers_that_send_heartbeats(client, db):
-    experiment_id = client.post("/experiments").json()["id"]
+    experiment_id = client.post("/experiments", json={}).json()["id"]
     queue.register_worker(db, INFO, forget_after_seconds=60)
     assert lifecycle.claim_next(db, INFO.id).id == experiment_id
     queue.heartbeat(db, INFO)
@@ -145,7 +145,7 @@ def test_reaper_spares_workers_that_send_heartbeats(client, db):
 
 
 def test_a_canceled_run_whose_worker_died_is_canceled_not_retried(client, db):
-    experiment_id = client.post("/experiments").json()["id"]
+    experiment_id = client.post("/experiments", json={}).json()["id"]
     lifecycle.claim_next(db, INFO.id)
     assert client.post(f"/experiments/{experiment_id}/cancel").status_code == 202
     assert lifecycle.reap(db, lease_seconds=0.0, max_attempts=3) == 1
@@ -153,7 +153,7 @@ def test_a_canceled_run_whose_worker_died_is_canceled_not_retried(client, db):
 
 
 def test_a_worker_that_lost_its_lease_writes_nothing(client, db):
-    experiment_id = client.post("/experiments").json()["id"]
+    experiment_id = client.post("/experiments", json={}).json()["id"]
     stale = lifecycle.claim_next(db, "old-worker")
     lifecycle.reap(db, lease_seconds=0.0, max_attempts=3)
     fresh = lifecycle.claim_next(db, "new-worker")
@@ -166,7 +166,7 @@ def test_a_worker_that_lost_its_lease_writes_nothing(client, db):
 
 
 def test_metric_writes_are_idempotent_per_step(client, db):
-    experiment_id = client.post("/experiments").json()["id"]
+    experiment_id = client.post("/experiments", json={}).json()["id"]
     claimed = lifecycle.claim_next(db, INFO.id)
     points = [("loss", 0, 1.0), ("loss", 1, float("nan"))]
     for _ in range(2):
@@ -187,7 +187,7 @@ def test_claims_go_oldest_first_and_are_logged(client, db):
 
 
 def test_workers_endpoint_lists_live_workers_only(client, db):
-    experiment_id = client.post("/experiments").json()["id"]
+    experiment_id = client.post("/experiments", json={}).json()["id"]
     queue.register_worker(db, INFO, forget_after_seconds=60)
     lifecycle.claim_next(db, INFO.id)
     body = client.get("/workers").json()
