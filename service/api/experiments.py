@@ -26,7 +26,7 @@ from service.api.deps import (
     refuse_overruns,
     reused_key_refused,
 )
-from service.api.errors import WHEN, documented
+from service.api.errors import documented
 from service.idempotency import BodyDigest, KeyHeader
 from service.schemas import ExperimentList, ExperimentPatch, ExperimentRead
 
@@ -34,6 +34,7 @@ router = APIRouter(prefix="/experiments", tags=["experiments"])
 
 StatusFilter = Literal[STATUSES]  # type: ignore[valid-type]
 ERROR_SCHEMA = "#/components/schemas/ErrorMessage"
+LIMIT_SCHEMA = "#/components/schemas/LimitMessage"
 SORT_HELP = (
     "a time (created_at, started_at, finished_at), id, name or numeric summary field "
     "(e.g. final_directional_error); prefix - for descending"
@@ -283,13 +284,17 @@ def _event_cursor(
     return sent
 
 
-JSON_ERRORS = {
-    status: {
-        "description": WHEN[status],
-        "content": {"application/json": {"schema": {"$ref": ERROR_SCHEMA}}},
+def _json_error(status: int) -> dict:
+    declared = documented(status)[status]
+    schema = LIMIT_SCHEMA if status == 429 else ERROR_SCHEMA
+    return {
+        "description": declared["description"],
+        "headers": declared.get("headers", {}),
+        "content": {"application/json": {"schema": {"$ref": schema}}},
     }
-    for status in (404, 413, 503)
-}
+
+
+JSON_ERRORS = {status: _json_error(status) for status in (400, 401, 403, 404, 413, 429, 503)}
 """An event stream's errors are JSON, not events (FastAPI would document its media type)."""
 
 
