@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 
 from pydantic import AliasChoices, Field, model_validator
@@ -16,6 +17,11 @@ BLOCK_SECONDS = 0.05
 MAX_BODY_BYTES = 1_048_576
 DB_CONCURRENCY = 4
 DB_WAIT_SECONDS = 5.0
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity), not all the machine has."""
+    return len(os.sched_getaffinity(0))
 
 
 class Settings(BaseSettings):
@@ -53,6 +59,8 @@ class Settings(BaseSettings):
     """Metric points a worker buffers before writing them regardless of time."""
     torch_threads: int = Field(default=1, ge=1)
     """Intra-op threads per worker; the networks are tiny, so one is fastest."""
+    threads: int = Field(default_factory=usable_cores, ge=1)
+    """Threads a worker steps one group's members on (members split by data stream)."""
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
     """Longest a SQLite statement waits for another writer's lock before failing (API: 503)."""
     db_concurrency: int = Field(default=DB_CONCURRENCY, ge=1)
