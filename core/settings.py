@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     """Most metric points all members of one sweep may store together."""
     max_read_points: int = Field(default=2_000_000, ge=1)
     """Most points one JSON metrics answer may hold (CSV and Parquet exports stream instead)."""
+    max_arrow_read_points: int = Field(default=10_000_000, ge=1)
+    """Most points one Arrow metrics answer may hold (about 25 bytes each in the API)."""
     max_theory_jobs: int = Field(default=2, ge=1)
     """Theory curves the API integrates at once; past it, one not yet computed gets 503."""
     idempotency_hours: float = Field(default=24.0, gt=0)

@@ -11,10 +11,14 @@ from core.settings import get_settings
 from core.spec import MAX_INT, METRIC_NAMES
 from service import exports, idempotency, sweep_store
 from service.api.deps import (
+    ARROW_OR_JSON,
+    AcceptHeader,
     ReadSession,
     WriteSession,
+    arrow_response,
     check_answer_size,
     get_or_404,
+    json_response,
     reused_key_refused,
 )
 from service.api.errors import documented
@@ -68,15 +72,22 @@ def read_sweep(session: ReadSession, sweep_id: int) -> SweepRead:
     return sweep_store.to_read(session, get_or_404(session, Sweep, sweep_id))
 
 
-@router.get("/{sweep_id}/metrics", response_model=SweepMetrics, responses=documented(404))
+@router.get(
+    "/{sweep_id}/metrics",
+    response_model=SweepMetrics,
+    responses={**ARROW_OR_JSON, **documented(404)},
+)
 def read_sweep_metrics(
     session: ReadSession,
     sweep_id: int,
     name: str = "directional_error",
     max_points: Annotated[int | None, Query(ge=2, le=10_000_000)] = None,
     spacing: Literal["linear", "log"] = "linear",
+    accept: AcceptHeader = None,
 ) -> Response:
-    """One metric of every member, with the member's status and grid values."""
+    """One metric of every member, with the member's status and grid values (JSON), or its
+    points as an Arrow IPC stream (Accept: application/vnd.apache.arrow.stream)."""
+    arrow = exports.wants_arrow(accept)
     if name not in METRIC_NAMES:
         raise RequestValidationError(
             [{"loc": ("query", "name"), "msg": f"unknown metric {name!r}", "type": "value_error"}]
@@ -84,7 +95,7 @@ def read_sweep_metrics(
     get_or_404(session, Sweep, sweep_id)
     rows = sweep_store.member_rows(session, sweep_id)
     ids = [row.id for row in rows]
-    check_answer_size(session, ids, [name], {}, max_points)
+    check_answer_size(session, ids, [name], {}, max_points, arrow=arrow)
     if max_points is None:
         stored = metric_store.read_many(session, ids, name)
     else:
@@ -92,6 +103,8 @@ def read_sweep_metrics(
             session, ids, name, max_points=max_points, spacing=spacing
         )
     empty = metric_store.SeriesArrays.empty()
+    if arrow:
+        return arrow_response([(row.id, name, stored.get(row.id, empty)) for row in rows])
     members = [
         {
             "experiment_id": row.id,
@@ -102,4 +115,4 @@ def read_sweep_metrics(
         for row in rows
     ]
     content = {"sweep_id": sweep_id, "name": name, "members": members}
-    return Response(exports.dumps(content), media_type="application/json")
+    return json_response(content)

@@ -77,7 +77,7 @@ def metric_block(
     """The block of `names` from `table` (logged rows x one column per metric of
     `core.metrics.METRICS`, in its order)."""
     values = {
-        name: np.ascontiguousarray(table[:, column])
+        name: np.array(table[:, column])  # a copy: trainers reuse their tables
         for column, name in enumerate(METRIC_NAMES)
         if name in names
     }

@@ -40,8 +40,11 @@ class Group:
         self.step = common_step(resumes)
         self._pack(layers)
         self._make_streams(first)
-        self.parts = [self._part(members) for members in threading_parts.split(self.stream_of, threads)]
+        self.parts = [
+            self._part(members) for members in threading_parts.split(self.stream_of, threads)
+        ]
         self.threads = threads
+        self._tables: dict[int, np.ndarray] = {}
         self.active = np.ones(len(specs), dtype=np.bool_)
         self.errors: list[str | None] = [None] * len(specs)
 
@@ -96,8 +99,10 @@ class Group:
         """Inputs of the members `members` that stay the same from block to block; a part
         has its own copy of its streams' batches, as its thread draws them itself."""
         if len(members) == len(self.specs):
-            return _Part(members, self.offset, self.rows, self.cols, self.depth, self.lr,
-                         self.loss, self.stream_of, self.keys, self.teachers, self.x, self.y)  # fmt: skip
+            return _Part(
+                members, self.offset, self.rows, self.cols, self.depth, self.lr, self.loss,
+                self.stream_of, self.keys, self.teachers, self.x, self.y,
+            )  # fmt: skip
         streams, stream_of = np.unique(self.stream_of[members], return_inverse=True)
         return _Part(
             members, self.offset[members], self.rows[members], self.cols[members],
@@ -107,7 +112,7 @@ class Group:
 
     def advance(self, count: int) -> list[MetricBlock]:
         """Up to `count` iterations: log when due, then update (the final step only logs)."""
-        out = np.full((count + 1, len(self.specs), len(METRIC_NAMES)), np.nan)
+        out = self._table(-1, count + 1, len(self.specs))
         out_steps = np.empty(count + 1, dtype=np.int64)
         if len(self.parts) == 1:
             logged, self.step = kernels.train_block(self._inputs(count, out, out_steps))
@@ -117,15 +122,22 @@ class Group:
         steps = out_steps[:logged].copy()
         return [self._block(m, steps, out[:logged, m]) for m in range(len(self.specs))]
 
+    def _table(self, key: int, rows: int, members: int) -> np.ndarray:
+        """A NaN-filled (rows, members, metrics) table, reusing the memory of earlier blocks:
+        fresh pages cost more than filling them."""
+        table = self._tables.get(key)
+        if table is None or len(table) < rows:
+            table = self._tables[key] = np.empty((rows, members, len(METRIC_NAMES)))
+        table[:rows] = np.nan
+        return table[:rows]
+
     def _block(self, m: int, steps: np.ndarray, table: np.ndarray) -> MetricBlock:
         return metric_block(self.metric_names, steps, table, self.step, lambda: self.snapshot(m))
 
-    def _advance_parts(
-        self, count: int, out: np.ndarray, out_steps: np.ndarray
-    ) -> tuple[int, int]:
+    def _advance_parts(self, count: int, out: np.ndarray, out_steps: np.ndarray) -> tuple[int, int]:
         """Each part's block on its own thread (the kernels release the GIL); every part logs
         the same steps and reaches the same step."""
-        part_outs = [np.full((count + 1, len(p.members), out.shape[2]), np.nan) for p in self.parts]
+        part_outs = [self._table(i, count + 1, len(p.members)) for i, p in enumerate(self.parts)]
         # every part logs the same steps: the first writes them, the others into scratch
         steps_outs = [out_steps] + [np.empty_like(out_steps) for _ in self.parts[1:]]
         inputs = [
