@@ -78,9 +78,14 @@ def to_array(values: Iterable[Any]) -> np.ndarray:
 class Client:
     """Talks to one dirconv API; every method raises `ApiError` on an error answer."""
 
-    def __init__(self, url: str | None = None, timeout: float = TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self, url: str | None = None, timeout: float = TIMEOUT_SECONDS, arrow: bool | None = None
+    ) -> None:
+        """`arrow`: read metrics as Arrow (True), as JSON (False), or Arrow where pyarrow
+        can be imported (None)."""
         self.url = (url or default_url()).rstrip("/")
         self._http = httpx.Client(base_url=self.url, timeout=timeout)
+        self.arrow = arrow_available() if arrow is None else arrow
 
     def close(self) -> None:
         self._http.close()
@@ -184,10 +189,9 @@ class Client:
             return {run["experiment_id"]: _json_series(run) for run in body["runs"]}
         return {experiment_id: series for (experiment_id, _), series in body.items()}
 
-    @staticmethod
-    def _metric_headers() -> dict[str, str]:
+    def _metric_headers(self) -> dict[str, str]:
         # An API without Arrow ignores the header and answers JSON, which is read as before.
-        return {"Accept": f"{ARROW_STREAM}, application/json;q=0.5"} if arrow_available() else {}
+        return {"Accept": f"{ARROW_STREAM}, application/json;q=0.5"} if self.arrow else {}
 
     def theory(self, experiment_id: int, max_points: int | None = None) -> Series | None:
         """The flow-theory directional error for a run, or None where the API cannot give it."""
@@ -252,7 +256,7 @@ class Client:
         params: dict[str, Any] = {"name": name}
         if max_points:
             params["max_points"] = max_points
-        if not arrow_available():
+        if not self.arrow:
             body = self._request("GET", f"/sweeps/{sweep_id}/metrics", params=params)
             return [_sweep_member(member, _json_series(member)) for member in body["members"]]
         # The members' grid values from a small JSON answer, their points as Arrow.
@@ -284,16 +288,18 @@ def _sweep_member(member: dict, series: Series) -> dict:
 
 
 def arrow_series(body: bytes) -> dict[tuple[int, str], Series]:
-    """An Arrow metrics answer as {(experiment_id, metric): (int64 steps, float64 values)},
-    the arrays owned by numpy (writable)."""
+    """An Arrow metrics answer as {(experiment_id, metric): (int64 steps, float64 values)}.
+    A series sent in one piece (as the API sends them) comes as read-only views of `body`,
+    without a copy."""
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.ipc
 
     parts: dict[tuple[int, str], list[tuple[np.ndarray, np.ndarray]]] = {}
     for batch in pyarrow.ipc.open_stream(body):
         metric = batch.column("metric")
         if not pa.types.is_dictionary(metric.type):
+            import pyarrow.compute as pc  # slow to import; only for a plain string column
+
             metric = pc.dictionary_encode(metric)
         names = metric.dictionary.to_pylist()
         codes = metric.indices.to_numpy(zero_copy_only=False)
@@ -302,13 +308,16 @@ def arrow_series(body: bytes) -> dict[tuple[int, str], Series]:
         for start, end in _runs(ids, codes):
             key = (int(ids[start]), names[codes[start]])
             parts.setdefault(key, []).append((steps[start:end], values[start:end]))
-    return {
-        key: (
-            np.concatenate([steps for steps, _ in pieces], dtype=np.int64),
-            np.concatenate([values for _, values in pieces], dtype=np.float64),
-        )
-        for key, pieces in parts.items()
-    }
+    return {key: _joined(pieces) for key, pieces in parts.items()}
+
+
+def _joined(pieces: list[tuple[np.ndarray, np.ndarray]]) -> Series:
+    if len(pieces) == 1:
+        return pieces[0]
+    return (
+        np.concatenate([steps for steps, _ in pieces], dtype=np.int64),
+        np.concatenate([values for _, values in pieces], dtype=np.float64),
+    )
 
 
 def _runs(ids: np.ndarray, codes: np.ndarray) -> list[tuple[int, int]]:
