@@ -49,6 +49,8 @@ class Member:
     last_block: MetricBlock | None = None
     written_step: int = -1
     verdict: str = queue.RUNNING
+    pending: int = 0
+    """Points in `blocks`: counted as they come, as a large group holds many blocks."""
 
     @property
     def id(self) -> int:
@@ -56,10 +58,15 @@ class Member:
 
     def add(self, block: MetricBlock) -> None:
         self.blocks.append(block)
+        self.pending += len(block.steps) * len(block.values)
         self.last_block, self.step = block, block.step
 
     def pending_points(self) -> int:
-        return sum(len(block.steps) * len(block.values) for block in self.blocks)
+        return self.pending
+
+    def take_blocks(self) -> list[MetricBlock]:
+        blocks, self.blocks, self.pending = self.blocks, [], 0
+        return blocks
 
     def series(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """The points held, as {metric: (steps, values)} arrays."""
@@ -142,10 +149,11 @@ class MetricBuffer:
         retry, self._retry = self._retry, {}
         pending = []
         for member in self.members:
-            blocks = retry.get(member.id, []) + member.blocks
-            if member.verdict == queue.LOST or not (blocks or self._moved(member)):
+            if member.verdict == queue.LOST:
                 continue
-            member.blocks = []
+            blocks = retry.get(member.id, []) + member.take_blocks()
+            if not (blocks or self._moved(member)):
+                continue
             pending.append(_Pending(member, blocks, member.step, self._state(member, checkpoint)))
         if pending:
             self._writer.hand(pending)

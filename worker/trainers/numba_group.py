@@ -17,7 +17,7 @@ from worker.trainers.base import (
     common_step,
     diverged,
     load_snapshot,
-    metric_block,
+    metric_blocks,
     save_snapshot,
 )
 
@@ -120,7 +120,7 @@ class Group:
             logged, self.step = self._advance_parts(count, out, out_steps)
         self._check_finite()
         steps = out_steps[:logged].copy()
-        return [self._block(m, steps, out[:logged, m]) for m in range(len(self.specs))]
+        return metric_blocks(self.metric_names, steps, out[:logged], self.step, self.snapshot)
 
     def _table(self, key: int, rows: int, members: int) -> np.ndarray:
         """A NaN-filled (rows, members, metrics) table, reusing the memory of earlier blocks:
@@ -130,9 +130,6 @@ class Group:
             table = self._tables[key] = np.empty((rows, members, len(METRIC_NAMES)))
         table[:rows] = np.nan
         return table[:rows]
-
-    def _block(self, m: int, steps: np.ndarray, table: np.ndarray) -> MetricBlock:
-        return metric_block(self.metric_names, steps, table, self.step, lambda: self.snapshot(m))
 
     def _advance_parts(self, count: int, out: np.ndarray, out_steps: np.ndarray) -> tuple[int, int]:
         """Each part's block on its own thread (the kernels release the GIL); every part logs
@@ -166,6 +163,8 @@ class Group:
         )  # fmt: skip
 
     def _check_finite(self) -> None:
+        if np.isfinite(self.params).all():  # the usual case, in one pass
+            return
         for m in np.flatnonzero(self.active):
             start, end = self.spans[m]
             if not np.isfinite(self.params[start:end]).all():
