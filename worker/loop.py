@@ -123,9 +123,9 @@ class MetricBuffer:
         state after its last block goes in the same transaction as the metrics before it, so
         a checkpoint never runs ahead of its metrics."""
         self._raise_writer_error()
-        if not self._writer.busy():
+        if not self._writer.busy():  # else still due: handed at the first block it is free
             self._hand(checkpoint)
-        self.last_flush = time.monotonic()
+            self.last_flush = time.monotonic()
 
     def flush_now(self, checkpoint: bool = False) -> bool:
         """Write everything held and wait for it; False if a passing database error stopped

@@ -118,3 +118,12 @@ def test_a_failure_on_the_writer_thread_is_raised_on_the_training_thread(client,
     with pytest.raises(ZeroDivisionError, match="a bug"):
         buffer.flush_now()
     buffer.close()
+
+
+def test_blocks_of_one_logged_row_keep_their_values_after_the_next_block():
+    specs = [ExperimentSpec(depth=d, steps=6, batch_size=50) for d in (1, 2)]
+    blocks = []
+    engine.run_group(specs, lambda b: blocks.append(b) or [True] * len(b), block_seconds=1e-9)
+    assert all(len(member[0].steps) == 1 for member in blocks)
+    one_row_blocks = [float(member[1].values["loss"][0]) for member in blocks]
+    assert one_row_blocks == _series(specs, threads=1)[1]["loss"]

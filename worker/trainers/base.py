@@ -95,7 +95,8 @@ def metric_blocks(
     """One block per member of `names` from `table` (logged rows x members x one column per
     metric of `core.metrics.METRICS`): one copy of the table, every block's values views of
     it, as a large group makes thousands of blocks a second."""
-    columns = np.ascontiguousarray(table.transpose(1, 2, 0))  # members x metrics x rows
+    # a copy even when the view is contiguous already (one row): trainers reuse their tables
+    columns = np.array(table.transpose(1, 2, 0), order="C")  # members x metrics x rows
     wanted = [(column, name) for column, name in enumerate(METRIC_NAMES) if name in names]
     return [
         MetricBlock(steps, {name: member[column] for column, name in wanted}, step,
