@@ -42,7 +42,7 @@ NAIVE = Path(os.environ.get("DIRCONV_SHARED", REPO.parent / "shared")) / "refere
 STEPS = 20_000
 SWEEP_GRID = {"depth": [1, 2, 3, 4], "seed": [0, 1, 2, 3]}
 REPEATS = 3
-SCALING_STEPS = 4_000
+SCALING_STEPS = 10_000
 SCALING_SEEDS = (4, 16, 64)
 """(c): sweeps of depth 1-4 x this many seeds, SCALING_STEPS steps each."""
 TARGETS = {
