@@ -10,7 +10,7 @@ PORT ?= 8000
 VENDOR := service/web/vendor
 VENDOR_STAMP := $(VENDOR)/.installed-stamp
 
-.PHONY: install run test bench bench-store bench-load lint format clean
+.PHONY: install run test bench bench-store bench-gpu bench-load lint format clean
 
 install: $(STAMP) $(VENDOR_STAMP)
 
@@ -38,6 +38,10 @@ bench: $(STAMP)
 
 bench-store: $(STAMP)
 	$(BIN)/python -m bench.store
+
+# On a CUDA device: K = 1, 64, 1024 members as CUDA graphs; without one it says so and exits 0.
+bench-gpu: $(STAMP)
+	$(BIN)/python -m bench.gpu
 
 # 50 clients against a real API and worker: SQLite, then PostgreSQL when it is reachable.
 bench-load: $(STAMP)

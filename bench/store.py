@@ -36,6 +36,7 @@ from core.models import Experiment
 from core.settings import Settings
 from core.spec import METRIC_NAMES, ExperimentSpec
 from core.status import Status
+from dirconv.client import Client
 from service.api.deps import ReadSession
 from service.main import create_app
 from service.schemas import MetricsRead, Series
@@ -56,9 +57,14 @@ TARGETS = {
     "downsampled_1m": ("ms", 20, "<="),
     "overhead": ("%", 5, "<="),
     "aggregate": ("ms", 1000, "<="),
+    "arrow_1m": ("ms", 60, "<="),
+    "arrow_speedup": ("x", 5, ">="),
+    "arrow_compare": ("ms", 300, "<="),
 }
 AGGREGATE_RUNS = 1000
 AGGREGATE_STEPS = 20_001
+COMPARE_RUNS, COMPARE_POINTS = 500, 10_000
+"""The compare read of the Arrow section: this many runs of this many points each."""
 
 per_point = Table(
     "bench_metric_points",
@@ -138,7 +144,8 @@ def ingest_packed(db: Engine, experiment_id: int, series: dict[str, np.ndarray])
         member.add(MetricBlock(steps[part], {n: v[part] for n, v in series.items()}, end))
         if buffer.due():
             buffer.flush()
-    buffer.flush()
+    buffer.flush_now()
+    buffer.close()
     return time.perf_counter() - started
 
 
@@ -241,7 +248,11 @@ def _streamed_run(db: Engine, spec: ExperimentSpec) -> tuple[tuple[float, float]
         in_writer += time.perf_counter() - started
         return member.verdict == queue.RUNNING
 
-    return _timed(lambda: _run_then(spec, on_block, buffer.flush)), in_writer
+    def finish() -> None:
+        buffer.flush_now()
+        buffer.close()
+
+    return _timed(lambda: _run_then(spec, on_block, finish)), in_writer
 
 
 def _end_logged_run(db: Engine, spec: ExperimentSpec) -> tuple[float, float]:
@@ -321,9 +332,11 @@ def run(database_url: str, with_training: bool) -> None:
     print(f"   ratio packed / per-point: {rate / (steps / seconds_pp):.1f}x\n")
 
     aggregate_ids = _seed_runs(db)
+    compare_ids = _compare_runs(db)
     server, base = start_server(database_url)
     try:
         _reads(base, ids, per_point_ids)
+        _arrow_reads(base, ids["1m"], compare_ids)
         _aggregate(base, aggregate_ids)
     finally:
         server.terminate()
@@ -404,6 +417,19 @@ def _seed_runs(db: Engine) -> list[int]:
     return ids
 
 
+def _compare_runs(db: Engine) -> list[int]:
+    """COMPARE_RUNS experiments of COMPARE_POINTS directional_error points each."""
+    steps = np.arange(COMPARE_POINTS, dtype=np.int64)
+    ids = [_new_experiment(db, COMPARE_POINTS) for _ in range(COMPARE_RUNS)]
+    with db.begin() as connection:
+        for experiment_id in ids:
+            values = np.exp(-steps / (experiment_id + 100.0))
+            metric_store.write_points(
+                connection, experiment_id, {"directional_error": (steps, values)}
+            )
+    return ids
+
+
 def _aggregate(base: str, aggregate_ids: list[int]) -> None:
     print(f"\n## aggregate over HTTP: {AGGREGATE_RUNS:,} runs x {AGGREGATE_STEPS:,} steps")
     params = {
@@ -418,6 +444,42 @@ def _aggregate(base: str, aggregate_ids: list[int]) -> None:
     assert answer["n"][0] == AGGREGATE_RUNS, "every run must count at step 0"
     print(f"every stat, max_points=1000: {elapsed_ms:8.1f} ms ({len(answer['steps']):,} steps)")
     print(f"   -> {_verdict('aggregate', elapsed_ms)}")
+
+
+# Arrow reads, to numpy arrays in the Python client
+
+
+def _client_ms(action: Callable[[], object], repeats: int) -> float:
+    """Median milliseconds of `action` after one warm-up."""
+    action()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        action()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def _arrow_reads(base: str, run_1m: int, compare_ids: list[int]) -> None:
+    print("\n## reads into numpy arrays in the Python client (dirconv.Client), Arrow vs JSON")
+    arrow, js = Client(base, timeout=120, arrow=True), Client(base, timeout=120, arrow=False)
+    with arrow, js:
+        read = {c: (lambda c=c: c.metrics(run_1m, "directional_error")) for c in (arrow, js)}
+        arrow_steps, arrow_values = read[arrow]()["directional_error"]
+        json_steps, json_values = read[js]()["directional_error"]
+        assert np.array_equal(arrow_steps, json_steps), "Arrow and JSON steps disagree"
+        assert np.array_equal(arrow_values, json_values, equal_nan=True), "values disagree"
+        arrow_ms, json_ms = _client_ms(read[arrow], 7), _client_ms(read[js], 3)
+        print(f"1M-step series to numpy     Arrow {arrow_ms:8.1f} ms   JSON {json_ms:8.1f} ms"
+              f"   ratio {json_ms / arrow_ms:5.1f}x  ({len(arrow_steps):,} points)")  # fmt: skip
+        print(f"   -> {_verdict('arrow_1m', arrow_ms)}")
+        print(f"   -> {_verdict('arrow_speedup', json_ms / arrow_ms)}")
+        compared = arrow.compare(compare_ids)
+        assert sum(len(steps) for steps, _ in compared.values()) == COMPARE_RUNS * COMPARE_POINTS
+        compare_ms = _client_ms(lambda: arrow.compare(compare_ids), 5)
+        print(f"compare {COMPARE_RUNS} runs x {COMPARE_POINTS:,} points   Arrow "
+              f"{compare_ms:8.1f} ms")  # fmt: skip
+        print(f"   -> {_verdict('arrow_compare', compare_ms)}")
 
 
 def _load() -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from functools import lru_cache
 from typing import Annotated, Literal
 
@@ -22,6 +23,11 @@ MAX_ACTIVE_RUNS = 10_000
 MAX_USER_POINTS = 2_000_000_000
 RATE_LIMIT_PER_SECOND = 50.0
 RATE_BURST = 100
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity), not all the machine has."""
+    return len(os.sched_getaffinity(0))
 
 
 class Settings(BaseSettings):
@@ -58,6 +64,8 @@ class Settings(BaseSettings):
     Last-Event-ID, so that no connection lives forever."""
     event_points: int = Field(default=10_000, ge=4)
     """Most points of one metric one event carries; more new points are downsampled (M4)."""
+    max_arrow_read_points: int = Field(default=10_000_000, ge=1)
+    """Most points one Arrow metrics answer may hold (about 25 bytes each in the API)."""
     max_theory_jobs: int = Field(default=2, ge=1)
     """Theory curves the API integrates at once; past it, one not yet computed gets 503."""
     idempotency_hours: float = Field(default=24.0, gt=0)
@@ -70,6 +78,8 @@ class Settings(BaseSettings):
     """Metric points a worker buffers before writing them regardless of time."""
     torch_threads: int = Field(default=1, ge=1)
     """Intra-op threads per worker; the networks are tiny, so one is fastest."""
+    threads: int = Field(default_factory=usable_cores, ge=1)
+    """Threads a worker steps one group's members on (members split by data stream)."""
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
     """Longest a SQLite statement waits for another writer's lock before failing (API: 503)."""
     db_concurrency: int = Field(default=DB_CONCURRENCY, ge=1)

@@ -33,6 +33,17 @@ RETRY_STATUSES = (502, 503, 504)
 """Answers after which a submission is sent again (with its Idempotency-Key)."""
 
 Series = tuple[np.ndarray, np.ndarray]
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+"""The media type of the API's binary metric answers (Arrow IPC stream, one row per point)."""
+
+
+def arrow_available() -> bool:
+    """Whether pyarrow can be imported here: then metric reads come as Arrow, not JSON."""
+    try:
+        import pyarrow.ipc  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 class ApiError(Exception):
@@ -108,15 +119,22 @@ class Client:
     """Talks to one dirconv API; every method raises `ApiError` on an error answer.
 
     `token` (or DIRCONV_TOKEN, or the one `dirconv login` stored for `url`) is sent as
-    `Authorization: Bearer`; without one the API answers 401 where it requires tokens."""
+    `Authorization: Bearer`; without one the API answers 401 where it requires tokens.
+    `arrow`: read metrics as Arrow (True), as JSON (False), or Arrow where pyarrow can be
+    imported (None)."""
 
     def __init__(
-        self, url: str | None = None, token: str | None = None, timeout: float = TIMEOUT_SECONDS
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        timeout: float = TIMEOUT_SECONDS,
+        arrow: bool | None = None,
     ) -> None:
         self.url = (url or default_url()).rstrip("/")
         token = token or default_token(self.url)
         auth = BearerToken(token) if token else None
         self._http = httpx.Client(base_url=self.url, timeout=timeout, auth=auth)
+        self.arrow = arrow_available() if arrow is None else arrow
 
     def __repr__(self) -> str:
         return f"Client({self.url!r})"
@@ -131,12 +149,15 @@ class Client:
         self.close()
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The answer's JSON, or {(experiment_id, metric): Series} for an Arrow answer."""
         if method in STATE_CHANGING:  # the API refuses them without it (415), body or not
             kwargs["headers"] = {"Content-Type": "application/json", **kwargs.get("headers", {})}
         response = self._http.request(method, path, **kwargs)
         if response.status_code == 204:
             return None
         if response.is_success:
+            if response.headers.get("content-type", "").startswith(ARROW_STREAM):
+                return arrow_series(response.content)
             return response.json()
         raise _error_of(response)
 
@@ -241,11 +262,30 @@ class Client:
             "GET",
             f"/experiments/{experiment_id}/metrics",
             params={k: v for k, v in params.items() if v is not None},
+            headers=self._metric_headers(),
         )
-        return {
-            name: (np.array(series["steps"], dtype=np.int64), to_array(series["values"]))
-            for name, series in body["series"].items()
-        }
+        if isinstance(body, dict) and "series" in body:
+            return {name: _json_series(series) for name, series in body["series"].items()}
+        return {name: series for (_, name), series in body.items()}
+
+    def compare(
+        self, ids: Sequence[int], name: str = "directional_error", max_points: int | None = None
+    ) -> dict[int, Series]:
+        """One metric of many runs, {experiment_id: (steps, values)}; unknown ids are left
+        out."""
+        params: dict[str, Any] = {"ids": ",".join(str(i) for i in ids), "name": name}
+        if max_points:
+            params["max_points"] = max_points
+        body = self._request(
+            "GET", "/metrics/compare", params=params, headers=self._metric_headers()
+        )
+        if isinstance(body, dict) and "runs" in body:
+            return {run["experiment_id"]: _json_series(run) for run in body["runs"]}
+        return {experiment_id: series for (experiment_id, _), series in body.items()}
+
+    def _metric_headers(self) -> dict[str, str]:
+        # An API without Arrow ignores the header and answers JSON, which is read as before.
+        return {"Accept": f"{ARROW_STREAM}, application/json;q=0.5"} if self.arrow else {}
 
     def metric_rows(
         self,
@@ -333,14 +373,22 @@ class Client:
         params: dict[str, Any] = {"name": name}
         if max_points:
             params["max_points"] = max_points
-        body = self._request("GET", f"/sweeps/{sweep_id}/metrics", params=params)
+        if not self.arrow:
+            body = self._request("GET", f"/sweeps/{sweep_id}/metrics", params=params)
+            return [_sweep_member(member, _json_series(member)) for member in body["members"]]
+        # The members' grid values from a small JSON answer, their points as Arrow.
+        listed = self._request(
+            "GET", f"/sweeps/{sweep_id}/metrics", params={**params, "max_points": 2}
+        )
+        points = self._request(
+            "GET", f"/sweeps/{sweep_id}/metrics", params=params, headers=self._metric_headers()
+        )
+        if isinstance(points, dict) and "members" in points:  # an API without Arrow
+            return [_sweep_member(member, _json_series(member)) for member in points["members"]]
+        empty = (np.empty(0, np.int64), np.empty(0, np.float64))
         return [
-            {
-                "experiment_id": member["experiment_id"],
-                "grid_values": member.get("grid_values", {}),
-                "series": (np.array(member["steps"]), to_array(member["values"])),
-            }
-            for member in body["members"]
+            _sweep_member(member, points.get((member["experiment_id"], name), empty))
+            for member in listed["members"]
         ]
 
 
@@ -354,6 +402,60 @@ def _error_of(response: httpx.Response) -> ApiError:
     missing_route = response.status_code == 405 or detail == "Not Found"
     error = NotSupported if missing_route else ApiError
     return error(response.status_code, detail, _retry_after(response))
+
+
+def _json_series(series: dict) -> Series:
+    return np.array(series["steps"], dtype=np.int64), to_array(series["values"])
+
+
+def _sweep_member(member: dict, series: Series) -> dict:
+    return {
+        "experiment_id": member["experiment_id"],
+        "grid_values": member.get("grid_values", {}),
+        "series": series,
+    }
+
+
+def arrow_series(body: bytes) -> dict[tuple[int, str], Series]:
+    """An Arrow metrics answer as {(experiment_id, metric): (int64 steps, float64 values)}.
+    A series sent in one piece (as the API sends them) comes as read-only views of `body`,
+    without a copy."""
+    import pyarrow as pa
+    import pyarrow.ipc
+
+    parts: dict[tuple[int, str], list[tuple[np.ndarray, np.ndarray]]] = {}
+    for batch in pyarrow.ipc.open_stream(body):
+        metric = batch.column("metric")
+        if not pa.types.is_dictionary(metric.type):
+            import pyarrow.compute as pc  # slow to import; only for a plain string column
+
+            metric = pc.dictionary_encode(metric)
+        names = metric.dictionary.to_pylist()
+        codes = metric.indices.to_numpy(zero_copy_only=False)
+        ids = batch.column("experiment_id").to_numpy()
+        steps, values = batch.column("step").to_numpy(), batch.column("value").to_numpy()
+        for start, end in _runs(ids, codes):
+            key = (int(ids[start]), names[codes[start]])
+            parts.setdefault(key, []).append((steps[start:end], values[start:end]))
+    return {key: _joined(pieces) for key, pieces in parts.items()}
+
+
+def _joined(pieces: list[tuple[np.ndarray, np.ndarray]]) -> Series:
+    if len(pieces) == 1:
+        return pieces[0]
+    return (
+        np.concatenate([steps for steps, _ in pieces], dtype=np.int64),
+        np.concatenate([values for _, values in pieces], dtype=np.float64),
+    )
+
+
+def _runs(ids: np.ndarray, codes: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) of each run of rows with the same experiment id and metric."""
+    if not len(ids):
+        return []
+    changes = np.flatnonzero((ids[1:] != ids[:-1]) | (codes[1:] != codes[:-1])) + 1
+    bounds = [0, *changes.tolist(), len(ids)]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
 def _progress_bar(total: int, runs: list[dict]):  # noqa: ANN202

@@ -81,13 +81,15 @@ def run_group(
     resumes: list[bytes | None] | None = None,
     on_end: Callable[[int, RunResult | EngineError], None] | None = None,
     block_seconds: float = BLOCK_SECONDS,
+    threads: int = 1,
 ) -> list[RunResult | EngineError]:
     """Train `specs` together to the end. After each block of steps, `on_blocks` gets every
     member's metrics (None for members already done) while the group's state is that of the
     blocks' `step`, and returns per member whether to go on; `on_end(m, outcome)` hears as
-    soon as member m is done. Blocks are sized to take about `block_seconds`. Returns each
-    member's result, or the EngineError that ended it."""
-    group = make_trainer(specs, resumes)
+    soon as member m is done. Blocks are sized to take about `block_seconds`; the members
+    step on up to `threads` threads. Returns each member's result, or the EngineError that
+    ended it."""
+    group = make_trainer(specs, resumes, threads)
     tracker = [_Tracker() for _ in specs]
     outcome: list[RunResult | EngineError | None] = [None] * len(specs)
     block_steps, total = 1, specs[0].steps

@@ -50,6 +50,8 @@ class Member:
     last_block: MetricBlock | None = None
     written_step: int = -1
     verdict: str = queue.RUNNING
+    pending: int = 0
+    """Points in `blocks`: counted as they come, as a large group holds many blocks."""
 
     @property
     def id(self) -> int:
@@ -57,29 +59,56 @@ class Member:
 
     def add(self, block: MetricBlock) -> None:
         self.blocks.append(block)
+        self.pending += len(block.steps) * len(block.values)
         self.last_block, self.step = block, block.step
 
     def pending_points(self) -> int:
-        return sum(len(block.steps) * len(block.values) for block in self.blocks)
+        return self.pending
+
+    def take_blocks(self) -> list[MetricBlock]:
+        blocks, self.blocks, self.pending = self.blocks, [], 0
+        return blocks
 
     def series(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """The points held, as {metric: (steps, values)} arrays."""
-        if not self.blocks:
-            return {}
-        steps = np.concatenate([block.steps for block in self.blocks])
-        return {
-            name: (steps, np.concatenate([block.values[name] for block in self.blocks]))
-            for name in self.blocks[0].values
-        }
+        return _series(self.blocks)
+
+
+def _series(blocks: list[MetricBlock]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    if not blocks:
+        return {}
+    steps = np.concatenate([block.steps for block in blocks])
+    return {
+        name: (steps, np.concatenate([block.values[name] for block in blocks]))
+        for name in blocks[0].values
+    }
+
+
+@dataclass
+class _Pending:
+    """One member's share of a write: its blocks, the step reached, maybe its state."""
+
+    member: Member
+    blocks: list[MetricBlock]
+    step: int
+    state: bytes | None
+
+    def progress(self) -> queue.Progress:
+        return queue.Progress(self.member.lease, _series(self.blocks), self.step, self.state)
 
 
 class MetricBuffer:
     """Holds the members' metric blocks and writes them in one transaction, by size or after
-    `flush_seconds`, with checkpoints at least every `checkpoint_seconds`."""
+    `flush_seconds`, with checkpoints at least every `checkpoint_seconds`. The writes (series
+    assembly, chunk encoding, the database) run on a writer thread while training goes on;
+    the training thread only hands blocks and snapshots over. `close()` ends the thread."""
 
     def __init__(self, db: Engine, members: list[Member], settings: Settings) -> None:
         self.db, self.members, self.settings = db, members, settings
         self.last_flush = self.last_checkpoint = time.monotonic()
+        self._retry: dict[int, list[MetricBlock]] = {}
+        self._written = True
+        self._writer = _Writer(self._write)
 
     def due(self) -> bool:
         overdue = time.monotonic() - self.last_flush >= self.settings.flush_seconds
@@ -89,54 +118,140 @@ class MetricBuffer:
     def checkpoint_due(self) -> bool:
         return time.monotonic() - self.last_checkpoint >= self.settings.checkpoint_seconds
 
-    def flush(self, checkpoint: bool = False) -> bool:
-        """Write what changed since the last flush; False if a passing database error stopped
-        the write. With `checkpoint`, each member's state after its last block goes in the
-        same transaction as the metrics before it, so a checkpoint never runs ahead of its
-        metrics. A failed write keeps everything for the next flush: writes are idempotent."""
-        pending = [m for m in self.members if m.verdict == queue.RUNNING and self._changed(m)]
-        if pending:
-            progress = [self._progress(member, checkpoint) for member in pending]
-            try:
-                verdicts = queue.record_progress(self.db, progress)
-            except DBAPIError as exc:
-                if not is_transient(exc):
-                    raise
-                log.warning("event=flush_failed error=%r", str(exc)[:200])
-                self.last_flush = time.monotonic()
-                return False
-            for member in pending:
-                member.verdict = verdicts[member.id]
-                member.blocks, member.written_step = [], member.step
+    def flush(self, checkpoint: bool = False) -> None:
+        """Hand what changed since the last write to the writer thread, unless a write is
+        still under way (then it goes with the next one). With `checkpoint`, each member's
+        state after its last block goes in the same transaction as the metrics before it, so
+        a checkpoint never runs ahead of its metrics."""
+        self._raise_writer_error()
+        if not self._writer.busy():  # else still due: handed at the first block it is free
+            self._hand(checkpoint)
+            self.last_flush = time.monotonic()
+
+    def flush_now(self, checkpoint: bool = False) -> bool:
+        """Write everything held and wait for it; False if a passing database error stopped
+        the write. A failed write keeps everything for the next flush: writes are
+        idempotent."""
+        self._writer.wait()
+        self._raise_writer_error()
+        if self._hand(checkpoint):
+            self._writer.wait()
+            self._raise_writer_error()
         self.last_flush = time.monotonic()
-        if checkpoint:
-            self.last_checkpoint = self.last_flush
-        return True
+        return self._written
+
+    def close(self) -> None:
+        self._writer.close()
+
+    def _hand(self, checkpoint: bool) -> bool:
+        """Give the writer the unwritten blocks (those of a failed write first) of every
+        member that still holds its lease; False if nothing changed. A member canceled while
+        its last write was under way has trained on meanwhile: those steps are written too."""
+        retry, self._retry = self._retry, {}
+        pending = []
+        for member in self.members:
+            if member.verdict == queue.LOST:
+                continue
+            blocks = retry.get(member.id, []) + member.take_blocks()
+            if not (blocks or self._moved(member)):
+                continue
+            pending.append(_Pending(member, blocks, member.step, self._state(member, checkpoint)))
+        if pending:
+            self._writer.hand(pending)
+        return bool(pending)
+
+    def _write(self, pending: list[_Pending]) -> None:
+        """The writer thread's work: one transaction for all of `pending`."""
+        try:
+            verdicts = queue.record_progress(self.db, [item.progress() for item in pending])
+        except DBAPIError as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("event=flush_failed error=%r", str(exc)[:200])
+            self._retry = {item.member.id: item.blocks for item in pending}
+            self._written = False
+            return
+        for item in pending:
+            item.member.verdict = verdicts[item.member.id]
+            item.member.written_step = item.step
+        if any(item.state is not None for item in pending):
+            self.last_checkpoint = time.monotonic()
+        self._written = True
+
+    def _raise_writer_error(self) -> None:
+        error, self._writer.error = self._writer.error, None
+        if error is not None:
+            raise error
 
     @staticmethod
-    def _changed(member: Member) -> bool:
-        return bool(member.blocks) or member.step != member.written_step
+    def _moved(member: Member) -> bool:
+        return member.step != member.written_step
 
     @staticmethod
-    def _progress(member: Member, checkpoint: bool) -> queue.Progress:
+    def _state(member: Member, checkpoint: bool) -> bytes | None:
+        # Taken now, on the training thread: the group's state is that of the last block.
         # A block that ended the run is not worth resuming from: the run is done.
         block = member.last_block
         wanted = checkpoint and block is not None and block.step < member.spec.steps
-        state = block.snapshot() if wanted else None
-        return queue.Progress(member.lease, member.series(), member.step, state)
+        return block.snapshot() if wanted else None
 
     def drain(self, stopping: threading.Event) -> bool:
         """Flush until every point is written or its lease is lost, however long a passing
         database error lasts: every try checks the lease, so a run that another worker took
         over meanwhile comes back LOST and nothing is written for it. Only a stopping worker
         gives up (False), leaving its runs to the reaper."""
-        if self.flush():
+        if self.flush_now():
             return True
         log.warning("event=drain_waiting experiments=%s", [m.id for m in self.members])
         while not stopping.wait(self.settings.poll_seconds):
-            if self.flush():
+            if self.flush_now():
                 return True
         return False
+
+
+class _Writer:
+    """A thread that makes one write at a time, handed over by the training thread; an
+    error it raises waits in `error` for the training thread to re-raise."""
+
+    def __init__(self, write: Callable[[list[_Pending]], None]) -> None:
+        self._write, self._pending = write, []
+        self._idle, self._wake = threading.Event(), threading.Event()
+        self._idle.set()
+        self._closed = False
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="metric-writer", daemon=True)
+        self._thread.start()
+
+    def busy(self) -> bool:
+        return not self._idle.is_set()
+
+    def hand(self, pending: list[_Pending]) -> None:
+        self._idle.clear()
+        self._pending = pending
+        self._wake.set()
+
+    def wait(self) -> None:
+        self._idle.wait()
+
+    def close(self) -> None:
+        self.wait()
+        self._closed = True
+        self._wake.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._closed:
+                return
+            try:
+                self._write(self._pending)
+            except BaseException as exc:  # noqa: BLE001 - handed to the training thread
+                self.error = exc
+            finally:
+                self._pending = []
+                self._idle.set()
 
 
 class Heartbeat:
@@ -266,8 +381,10 @@ class Worker:
                 if block is not None:
                     member.add(block)
             stopping = self.stopping.is_set()
-            if stopping or buffer.due():
-                buffer.flush(checkpoint=stopping or buffer.checkpoint_due())
+            if stopping:
+                buffer.flush_now(checkpoint=True)
+            elif buffer.due():
+                buffer.flush(checkpoint=buffer.checkpoint_due())
             return [m.verdict == queue.RUNNING and not stopping for m in members]
 
         def on_end(m: int, outcome: RunResult | EngineError) -> None:
@@ -280,10 +397,17 @@ class Worker:
         specs = [member.spec for member in members]
         try:
             training.run_group(
-                specs, on_blocks, resumes, on_end=on_end, block_seconds=self.settings.block_seconds
+                specs,
+                on_blocks,
+                resumes,
+                on_end=on_end,
+                block_seconds=self.settings.block_seconds,
+                threads=self.settings.threads,
             )
         except Exception as exc:  # whatever a run raises fails the run, never the worker
             self._fail_rest(buffer, [m for i, m in enumerate(members) if i not in ended], exc)
+        finally:
+            buffer.close()
 
     def _fail_rest(self, buffer: MetricBuffer, members: list[Member], exc: Exception) -> None:
         """Store the points the runs made before `exc`, then mark them failed with it."""

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Annotated, TypeVar
 
 import anyio
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Header, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import event
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -18,6 +18,7 @@ from core.cost import Overrun
 from core.db import IMMEDIATE
 from core.models import Base, key_range
 from core.settings import get_settings
+from service import exports
 from service.idempotency import KeyReused
 
 RETRY_AFTER_SECONDS = "1"
@@ -139,19 +140,23 @@ def check_answer_size(
     names: list[str],
     bounds: dict,
     max_points: int | None,
+    arrow: bool = False,
 ) -> None:
     """Refuse (422 naming `max_points`) a JSON answer that would hold more than
-    DIRCONV_MAX_READ_POINTS points, before reading any of them."""
+    DIRCONV_MAX_READ_POINTS points (an Arrow one, DIRCONV_MAX_ARROW_READ_POINTS), before
+    reading any of them."""
     counts = metric_store.count_in_range(session, experiment_ids, names, **bounds)
     total = sum(
         count if max_points is None else min(count, max_points) for count in counts.values()
     )
-    limit = get_settings().max_read_points
+    settings = get_settings()
+    limit = settings.max_arrow_read_points if arrow else settings.max_read_points
     if total > limit:
+        setting = "DIRCONV_MAX_ARROW_READ_POINTS" if arrow else "DIRCONV_MAX_READ_POINTS"
         raise invalid(
             ("query", "max_points"),
             f"the answer would hold {total:,} points; at most {limit:,} "
-            "(DIRCONV_MAX_READ_POINTS): pass max_points, narrow start_step/end_step, or "
+            f"({setting}): pass max_points, narrow start_step/end_step, or "
             "export all points as CSV or Parquet (/experiments/{id}/metrics.csv, .parquet)",
         )
 
@@ -161,3 +166,22 @@ def invalid(location: tuple[str, ...], message: str) -> RequestValidationError:
     return RequestValidationError(
         [{"loc": location, "msg": message, "type": "value_error", "input": None}]
     )
+
+
+AcceptHeader = Annotated[
+    str | None,
+    Header(description=f"{exports.ARROW_STREAM} for an Arrow IPC stream; JSON otherwise"),
+]
+ARROW_OR_JSON = {200: {"content": {"application/json": {}, exports.ARROW_STREAM: {}}}}
+"""The answers of the reads that also speak Arrow, for the OpenAPI schema."""
+
+
+def arrow_response(series: list[tuple[int, str, metric_store.SeriesArrays]]) -> Response:
+    """An Arrow IPC stream of `series` (experiment id, metric, points), one row per point."""
+    return Response(exports.arrow_stream(series), media_type=exports.ARROW_STREAM,
+                    headers={"Vary": "Accept"})  # fmt: skip
+
+
+def json_response(content: dict) -> Response:
+    return Response(exports.dumps(content), media_type="application/json",
+                    headers={"Vary": "Accept"})  # fmt: skip

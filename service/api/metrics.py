@@ -12,7 +12,16 @@ from core.metrics import METRICS
 from core.models import Experiment
 from core.spec import LOGGED_METRICS, MAX_INT, METRIC_NAMES
 from service import aggregates, exports
-from service.api.deps import ReadSession, check_answer_size, get_or_404, invalid
+from service.api.deps import (
+    ARROW_OR_JSON,
+    AcceptHeader,
+    ReadSession,
+    arrow_response,
+    check_answer_size,
+    get_or_404,
+    invalid,
+    json_response,
+)
 from service.api.errors import documented
 from service.schemas import (
     AggregateRead,
@@ -41,7 +50,11 @@ ArchivedQuery = Annotated[bool, Query(description="include archived runs")]
 PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
 
 
-@router.get("/{experiment_id}/metrics", response_model=MetricsRead, responses=documented(404))
+@router.get(
+    "/{experiment_id}/metrics",
+    response_model=MetricsRead,
+    responses={**ARROW_OR_JSON, **documented(404)},
+)
 def read_metrics(
     session: ReadSession,
     experiment_id: int,
@@ -50,17 +63,21 @@ def read_metrics(
     end_step: StepQuery = None,
     max_points: MaxPointsQuery = None,
     spacing: SpacingQuery = "linear",
+    accept: AcceptHeader = None,
 ) -> Response:
-    """Read metric series (while the run goes on too), optionally a step range, downsampled."""
+    """Read metric series (while the run goes on too), optionally a step range, downsampled;
+    as JSON, or as an Arrow IPC stream (Accept: application/vnd.apache.arrow.stream)."""
     bounds = {"start_step": start_step, "end_step": end_step}
+    arrow = exports.wants_arrow(accept)
     chosen = _checked(session, experiment_id, names, start_step, end_step)
-    check_answer_size(session, [experiment_id], chosen, bounds, max_points)
-    series = {
-        name: exports.series_json(_read(session, experiment_id, name, bounds, max_points, spacing))
-        for name in chosen
+    check_answer_size(session, [experiment_id], chosen, bounds, max_points, arrow=arrow)
+    read = {
+        name: _read(session, experiment_id, name, bounds, max_points, spacing) for name in chosen
     }
-    content = {"experiment_id": experiment_id, "series": series}
-    return Response(exports.dumps(content), media_type="application/json")
+    if arrow:
+        return arrow_response([(experiment_id, name, points) for name, points in read.items()])
+    series = {name: exports.series_json(points) for name, points in read.items()}
+    return json_response({"experiment_id": experiment_id, "series": series})
 
 
 @router.get(
@@ -126,7 +143,7 @@ def definitions() -> MetricDefinitionList:
     )
 
 
-@compare_router.get("/compare", response_model=CompareRead)
+@compare_router.get("/compare", response_model=CompareRead, responses=ARROW_OR_JSON)
 def compare(
     session: ReadSession,
     ids: Annotated[str, Query(description="comma-separated experiment ids")],
@@ -136,9 +153,12 @@ def compare(
     max_points: MaxPointsQuery = None,
     spacing: SpacingQuery = "linear",
     archived: ArchivedQuery = False,
+    accept: AcceptHeader = None,
 ) -> Response:
     """Read one metric of many experiments at once; unknown ids (and archived ones, unless
-    `archived=true`) are listed in `missing`."""
+    `archived=true`) are listed in `missing` (JSON only: an Arrow answer has the rows of the
+    runs found)."""
+    arrow = exports.wants_arrow(accept)
     chosen = _parse_ids(ids)
     if name not in METRIC_NAMES:
         raise invalid(("query", "name"), f"unknown metric {name!r}; known: {_known()}")
@@ -146,7 +166,7 @@ def compare(
     known = set(aggregates.included_ids(session, chosen, archived))
     found = [i for i in chosen if i in known]
     bounds = {"start_step": start_step, "end_step": end_step}
-    check_answer_size(session, found, [name], bounds, max_points)
+    check_answer_size(session, found, [name], bounds, max_points, arrow=arrow)
     if max_points is None:
         stored = metric_store.read_many(session, found, name, **bounds)
     else:
@@ -154,9 +174,11 @@ def compare(
             session, found, name, max_points=max_points, spacing=spacing, **bounds
         )
     empty = metric_store.SeriesArrays.empty()
+    if arrow:
+        return arrow_response([(i, name, stored.get(i, empty)) for i in found])
     runs = [{"experiment_id": i, **exports.series_json(stored.get(i, empty))} for i in found]
     content = {"name": name, "runs": runs, "missing": [i for i in chosen if i not in known]}
-    return Response(exports.dumps(content), media_type="application/json")
+    return json_response(content)
 
 
 @compare_router.get("/aggregate", response_model=AggregateRead)

@@ -12,11 +12,15 @@ from core.spec import MAX_INT, METRIC_NAMES
 from service import aggregates, exports, idempotency, quotas, sweep_store
 from service.api.auth import CurrentPrincipal, check_may_change
 from service.api.deps import (
+    ARROW_OR_JSON,
+    AcceptHeader,
     ReadSession,
     WriteSession,
+    arrow_response,
     check_answer_size,
     get_or_404,
     invalid,
+    json_response,
     reused_key_refused,
 )
 from service.api.errors import documented
@@ -91,15 +95,22 @@ def cancel_sweep(session: WriteSession, principal: CurrentPrincipal, sweep_id: i
     return sweep_store.to_read(session, sweep)
 
 
-@router.get("/{sweep_id}/metrics", response_model=SweepMetrics, responses=documented(404))
+@router.get(
+    "/{sweep_id}/metrics",
+    response_model=SweepMetrics,
+    responses={**ARROW_OR_JSON, **documented(404)},
+)
 def read_sweep_metrics(
     session: ReadSession,
     sweep_id: int,
     name: str = "directional_error",
     max_points: Annotated[int | None, Query(ge=2, le=10_000_000)] = None,
     spacing: Literal["linear", "log"] = "linear",
+    accept: AcceptHeader = None,
 ) -> Response:
-    """One metric of every member, with the member's status and grid values."""
+    """One metric of every member, with the member's status and grid values (JSON), or its
+    points as an Arrow IPC stream (Accept: application/vnd.apache.arrow.stream)."""
+    arrow = exports.wants_arrow(accept)
     if name not in METRIC_NAMES:
         raise RequestValidationError(
             [{"loc": ("query", "name"), "msg": f"unknown metric {name!r}", "type": "value_error"}]
@@ -107,7 +118,7 @@ def read_sweep_metrics(
     get_or_404(session, Sweep, sweep_id)
     rows = sweep_store.member_rows(session, sweep_id)
     ids = [row.id for row in rows]
-    check_answer_size(session, ids, [name], {}, max_points)
+    check_answer_size(session, ids, [name], {}, max_points, arrow=arrow)
     if max_points is None:
         stored = metric_store.read_many(session, ids, name)
     else:
@@ -115,6 +126,8 @@ def read_sweep_metrics(
             session, ids, name, max_points=max_points, spacing=spacing
         )
     empty = metric_store.SeriesArrays.empty()
+    if arrow:
+        return arrow_response([(row.id, name, stored.get(row.id, empty)) for row in rows])
     members = [
         {
             "experiment_id": row.id,
@@ -125,7 +138,7 @@ def read_sweep_metrics(
         for row in rows
     ]
     content = {"sweep_id": sweep_id, "name": name, "members": members}
-    return Response(exports.dumps(content), media_type="application/json")
+    return json_response(content)
 
 
 @router.get("/{sweep_id}/aggregate", response_model=SweepAggregate, responses=documented(404))
@@ -162,4 +175,4 @@ def aggregate_sweep(
         for (values, ids), result in zip(grouped, results, strict=True)
     ]
     content = {"sweep_id": sweep_id, "name": name, "by": fields, "groups": groups}
-    return Response(exports.dumps(content), media_type="application/json")
+    return json_response(content)

@@ -76,3 +76,28 @@ def test_theory_is_a_series_or_none(client):
 def test_non_finite_spellings_become_floats():
     values = to_array([1.5, "NaN", "Infinity", "-Infinity"])
     assert values[0] == 1.5 and np.isnan(values[1]) and values[2] == np.inf and values[3] < 0
+
+
+def test_arrow_and_json_reads_give_the_same_arrays(api):
+    arrow, plain = Client(api.url, arrow=True), Client(api.url, arrow=False)
+    with arrow, plain:
+        sweep = arrow.sweep(base={"steps": 300, "log_every": 3}, grid={"seed": [0, 1]})
+        ids = sweep["experiment_ids"]
+        arrow.wait_all(ids, timeout=60)
+        for a, b in (
+            (arrow.metrics(ids[0]), plain.metrics(ids[0])),
+            (
+                arrow.metrics(ids[0], "loss", max_points=20),
+                plain.metrics(ids[0], "loss", max_points=20),
+            ),
+            (arrow.compare(ids, "norm"), plain.compare(ids, "norm")),
+        ):
+            assert a.keys() == b.keys() and a
+            for key in a:
+                assert a[key][0].dtype == np.int64 and a[key][1].dtype == np.float64
+                assert np.array_equal(a[key][0], b[key][0])
+                assert np.array_equal(a[key][1], b[key][1], equal_nan=True)
+        by_arrow, by_json = arrow.sweep_metrics(sweep["id"]), plain.sweep_metrics(sweep["id"])
+        assert [m["grid_values"] for m in by_arrow] == [m["grid_values"] for m in by_json]
+        for a, b in zip(by_arrow, by_json, strict=True):
+            assert np.array_equal(a["series"][1], b["series"][1])

@@ -118,7 +118,10 @@ def test_metric_buffer_flushes_by_size_and_by_time(client, db):
     member.add(MetricBlock(steps + 2, values, 4))
     assert buffer.due()
     buffer.flush()
-    assert member.pending_points() == 0 and _point_count(db, experiment_id) == 8
+    assert member.pending_points() == 0  # handed to the writer thread
+    assert buffer.flush_now()
+    buffer.close()
+    assert _point_count(db, experiment_id) == 8
     buffer.settings = Settings(flush_points=10**6, flush_seconds=0.01)
     wait_for(buffer.due, "the buffer to come due by time", timeout=5)
 

@@ -3,6 +3,7 @@ result, snapshots, and the messages of a run that cannot go on."""
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -77,11 +78,31 @@ def metric_block(
     """The block of `names` from `table` (logged rows x one column per metric of
     `core.metrics.METRICS`, in its order)."""
     values = {
-        name: np.ascontiguousarray(table[:, column])
+        name: np.array(table[:, column])  # a copy: trainers reuse their tables
         for column, name in enumerate(METRIC_NAMES)
         if name in names
     }
     return MetricBlock(steps, values, step, snapshot)
+
+
+def metric_blocks(
+    names: tuple[str, ...],
+    steps: np.ndarray,
+    table: np.ndarray,
+    step: int,
+    snapshot: Callable[[int], bytes],
+) -> list[MetricBlock]:
+    """One block per member of `names` from `table` (logged rows x members x one column per
+    metric of `core.metrics.METRICS`): one copy of the table, every block's values views of
+    it, as a large group makes thousands of blocks a second."""
+    # a copy even when the view is contiguous already (one row): trainers reuse their tables
+    columns = np.array(table.transpose(1, 2, 0), order="C")  # members x metrics x rows
+    wanted = [(column, name) for column, name in enumerate(METRIC_NAMES) if name in names]
+    return [
+        MetricBlock(steps, {name: member[column] for column, name in wanted}, step,
+                    functools.partial(snapshot, m))
+        for m, member in enumerate(columns)
+    ]  # fmt: skip
 
 
 def resolve_device(requested: str) -> torch.device:

@@ -3,18 +3,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from core.inits import DATA_SALT, SAMPLE_SALT, initial_layers, stream_key
 from core.metrics import LOGGED_METRICS, METRIC_NAMES
 from core.spec import ExperimentSpec, data_key
 from worker import kernels
+from worker.trainers import parts as threading_parts
 from worker.trainers.base import (
     MetricBlock,
     common_step,
     diverged,
     load_snapshot,
-    metric_block,
+    metric_blocks,
     save_snapshot,
 )
 
@@ -22,7 +25,9 @@ from worker.trainers.base import (
 class Group:
     """Members that train together, all at the same step, on the CPU (numba kernels)."""
 
-    def __init__(self, specs: list[ExperimentSpec], resumes: list[bytes | None]) -> None:
+    def __init__(
+        self, specs: list[ExperimentSpec], resumes: list[bytes | None], threads: int = 1
+    ) -> None:
         self.specs = specs
         first = specs[0]
         self.dtype = np.float32 if first.dtype == "float32" else np.float64
@@ -35,6 +40,11 @@ class Group:
         self.step = common_step(resumes)
         self._pack(layers)
         self._make_streams(first)
+        self.parts = [
+            self._part(members) for members in threading_parts.split(self.stream_of, threads)
+        ]
+        self.threads = threads
+        self._tables: dict[int, np.ndarray] = {}
         self.active = np.ones(len(specs), dtype=np.bool_)
         self.errors: list[str | None] = [None] * len(specs)
 
@@ -85,27 +95,76 @@ class Group:
                     self.x[s], self.y[s], self.teachers[s], self.keys[s], 0, self.distribution
                 )
 
+    def _part(self, members: np.ndarray) -> _Part:
+        """Inputs of the members `members` that stay the same from block to block; a part
+        has its own copy of its streams' batches, as its thread draws them itself."""
+        if len(members) == len(self.specs):
+            return _Part(
+                members, self.offset, self.rows, self.cols, self.depth, self.lr, self.loss,
+                self.stream_of, self.keys, self.teachers, self.x, self.y,
+            )  # fmt: skip
+        streams, stream_of = np.unique(self.stream_of[members], return_inverse=True)
+        return _Part(
+            members, self.offset[members], self.rows[members], self.cols[members],
+            self.depth[members], self.lr[members], self.loss[members], stream_of,
+            self.keys[streams], self.teachers[streams], self.x[streams], self.y[streams],
+        )  # fmt: skip
+
     def advance(self, count: int) -> list[MetricBlock]:
         """Up to `count` iterations: log when due, then update (the final step only logs)."""
-        out = np.full((count + 1, len(self.specs), len(METRIC_NAMES)), np.nan)
+        out = self._table(-1, count + 1, len(self.specs))
         out_steps = np.empty(count + 1, dtype=np.int64)
-        logged, self.step = kernels.train_block(self._inputs(count, out, out_steps))
+        if len(self.parts) == 1:
+            logged, self.step = kernels.train_block(self._inputs(count, out, out_steps))
+        else:
+            logged, self.step = self._advance_parts(count, out, out_steps)
         self._check_finite()
         steps = out_steps[:logged].copy()
-        return [self._block(m, steps, out[:logged, m]) for m in range(len(self.specs))]
+        return metric_blocks(self.metric_names, steps, out[:logged], self.step, self.snapshot)
 
-    def _block(self, m: int, steps: np.ndarray, table: np.ndarray) -> MetricBlock:
-        return metric_block(self.metric_names, steps, table, self.step, lambda: self.snapshot(m))
+    def _table(self, key: int, rows: int, members: int) -> np.ndarray:
+        """A NaN-filled (rows, members, metrics) table, reusing the memory of earlier blocks:
+        fresh pages cost more than filling them."""
+        table = self._tables.get(key)
+        if table is None or len(table) < rows:
+            table = self._tables[key] = np.empty((rows, members, len(METRIC_NAMES)))
+        table[:rows] = np.nan
+        return table[:rows]
 
-    def _inputs(self, count: int, out: np.ndarray, out_steps: np.ndarray) -> kernels.BlockInputs:
+    def _advance_parts(self, count: int, out: np.ndarray, out_steps: np.ndarray) -> tuple[int, int]:
+        """Each part's block on its own thread (the kernels release the GIL); every part logs
+        the same steps and reaches the same step."""
+        part_outs = [self._table(i, count + 1, len(p.members)) for i, p in enumerate(self.parts)]
+        # every part logs the same steps: the first writes them, the others into scratch
+        steps_outs = [out_steps] + [np.empty_like(out_steps) for _ in self.parts[1:]]
+        inputs = [
+            self._inputs(count, part_out, steps_out, part, self.active[part.members])
+            for part, part_out, steps_out in zip(self.parts, part_outs, steps_outs, strict=True)
+        ]
+        results = list(threading_parts.pool(self.threads).map(kernels.train_block, inputs))
+        for part, part_out in zip(self.parts, part_outs, strict=True):
+            out[:, part.members] = part_out
+        return results[0]
+
+    def _inputs(
+        self,
+        count: int,
+        out: np.ndarray,
+        out_steps: np.ndarray,
+        part: _Part | None = None,
+        active: np.ndarray | None = None,
+    ) -> kernels.BlockInputs:
+        part = part or self.parts[0]
         return kernels.BlockInputs(
-            self.params, self.offset, self.rows, self.cols, self.depth, self.lr, self.loss,
-            self.active, self.stream_of, self.keys, self.teachers, self.x, self.y,
-            self.distribution, self.resample, self.step, count, self.total_steps,
-            self.log_every, out, out_steps, kernels.COLUMNS,
+            self.params, part.offset, part.rows, part.cols, part.depth, part.lr, part.loss,
+            self.active if active is None else active, part.stream_of, part.keys,
+            part.teachers, part.x, part.y, self.distribution, self.resample, self.step, count,
+            self.total_steps, self.log_every, out, out_steps, kernels.COLUMNS,
         )  # fmt: skip
 
     def _check_finite(self) -> None:
+        if np.isfinite(self.params).all():  # the usual case, in one pass
+            return
         for m in np.flatnonzero(self.active):
             start, end = self.spans[m]
             if not np.isfinite(self.params[start:end]).all():
@@ -122,3 +181,22 @@ class Group:
 
     def snapshot(self, m: int) -> bytes:
         return save_snapshot(self.step, self.layers(m))
+
+
+@dataclass
+class _Part:
+    """Members that one thread steps, with their rows of the group's layout and their own
+    copies of the batches of the streams they read (`stream_of` indexes those)."""
+
+    members: np.ndarray
+    offset: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+    depth: np.ndarray
+    lr: np.ndarray
+    loss: np.ndarray
+    stream_of: np.ndarray
+    keys: np.ndarray
+    teachers: np.ndarray
+    x: np.ndarray
+    y: np.ndarray

@@ -19,8 +19,15 @@ def trainer_name(spec: ExperimentSpec) -> str:
     return "torch" if resolve_device(spec.device).type == "cuda" else "numba"
 
 
-def make_trainer(specs: list[ExperimentSpec], resumes: list[bytes | None] | None = None) -> Trainer:
-    """The trainer for `specs` (equal group keys), from their snapshots if `resumes` are given."""
+def make_trainer(
+    specs: list[ExperimentSpec], resumes: list[bytes | None] | None = None, threads: int = 1
+) -> Trainer:
+    """The trainer for `specs` (equal group keys), from their snapshots if `resumes` are given;
+    the numba trainer steps its members on up to `threads` threads."""
     if len({group_key(spec) for spec in specs}) != 1:
         raise ValueError("specs with different group keys cannot train together")
-    return TRAINERS[trainer_name(specs[0])](specs, resumes or [None] * len(specs))
+    resumes = resumes or [None] * len(specs)
+    name = trainer_name(specs[0])
+    if name == "numba":
+        return Group(specs, resumes, threads=threads)
+    return TRAINERS[name](specs, resumes)
