@@ -5,8 +5,9 @@
 - a POST, PUT, PATCH or DELETE whose `Origin` is neither the server's own nor in
   DIRCONV_CORS_ORIGINS gets 403, and one without `Content-Type: application/json` gets 415
   (so no HTML form or "simple" cross-site request can change anything);
-- every answer carries security headers (a CSP with no outside sources on all but FastAPI's
-  own /docs pages, which load Swagger UI from a CDN).
+- every answer carries security headers, among them a CSP with no outside sources (on /docs,
+  whose Swagger UI page FastAPI writes with an inline script, inline script and style are
+  allowed too; its assets come from this server).
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (b"x-frame-options", b"DENY"),
 ]
-DOCS_PATHS = ("/docs", "/redoc")
+DOCS_CSP = CSP.replace("script-src 'self'", "script-src 'self' 'unsafe-inline'").replace(
+    "style-src 'self'", "style-src 'self' 'unsafe-inline'"
+)
+DOCS_PATHS = ("/docs",)
 REFUSALS = {
     "403": "Another site's Origin (not in DIRCONV_CORS_ORIGINS), or a role without the right",
     "415": "No Content-Type: application/json (needed even without a body)",
@@ -123,8 +127,8 @@ def _strip_default_port(netloc: str) -> str:
 
 def _with_security_headers(send: Send, path: str) -> Send:
     extra = list(SECURITY_HEADERS)
-    if not path.startswith(DOCS_PATHS):
-        extra.append((b"content-security-policy", CSP.encode()))
+    policy = DOCS_CSP if path.startswith(DOCS_PATHS) else CSP
+    extra.append((b"content-security-policy", policy.encode()))
 
     async def sending(message: Message) -> None:
         if message["type"] == "http.response.start":

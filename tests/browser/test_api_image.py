@@ -111,7 +111,10 @@ def test_every_read_endpoint_answers_without_torch(image_stack, finished_run):
     )
     assert sweep.status_code == 201, sweep.text
     ids = {"experiment_id": finished_run, "sweep_id": sweep.json()["id"]}
-    queries = {"/metrics/compare": {"ids": str(finished_run)}}
+    queries = {
+        "/metrics/compare": {"ids": str(finished_run)},
+        "/metrics/aggregate": {"ids": str(finished_run)},
+    }
     schema = httpx.get(f"{image_stack.url}/openapi.json").json()
     answers = {
         path: httpx.get(f"{image_stack.url}{path.format(**ids)}", params=queries.get(path))

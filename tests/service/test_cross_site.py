@@ -158,3 +158,9 @@ def test_the_dashboard_sends_security_headers(url) -> None:  # noqa: ANN001
     assert page.headers["referrer-policy"] == "no-referrer"
     asset = _plain_client(url).get("/ui/app.js")
     assert asset.headers["content-security-policy"] == policy
+
+
+def test_the_docs_page_has_a_policy_with_no_outside_source_either(url) -> None:  # noqa: ANN001
+    policy = _plain_client(url).get("/docs").headers["content-security-policy"]
+    assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert "http" not in policy and "*" not in policy
