@@ -13,13 +13,16 @@ import logging
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
+import anyio
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from core.models import Token
 from core.settings import get_settings
 from service import quotas, tokens
-from service.api.deps import DatabaseTurn
+from service.api.deps import brief_turn, busy
 from service.tokens import RANK, Role
 
 log = logging.getLogger("dirconv.auth")
@@ -87,21 +90,28 @@ def _bearer_secret(request: Request) -> str:
     return secret
 
 
-def current_principal(
-    request: Request, _turn: DatabaseTurn, _declared: DeclaredBearer = None
-) -> Principal:
+async def current_principal(request: Request, _declared: DeclaredBearer = None) -> Principal:
     """The caller: from its bearer token with auth on (401 if none is usable), else anonymous.
-    Also counts the request against the token's rate limit (429 past it)."""
+    Also counts the request against the token's rate limit (429 past it). The token lookup
+    takes a database slot only while it reads, so that a long response (an event stream)
+    holds none."""
     if request.app.state.auth_mode == "off":
         return ANONYMOUS
     secret = _bearer_secret(request)
-    with Session(bind=request.app.state.engine) as session:
-        try:
-            token = tokens.authenticate(session, secret)
-        except tokens.TokenRefused as exc:
-            raise _unauthorized(str(exc)) from None
+    async with brief_turn(request) as admitted:
+        if not admitted:
+            raise busy("no free slot")
+        token = await anyio.to_thread.run_sync(_authenticate, request.app.state.engine, secret)
     quotas.count_request(request.app.state.rate_limiter, str(token.id))
     return Principal(user=token.user, role=Role(token.role), token_id=token.id)
+
+
+def _authenticate(engine: Engine, secret: str) -> Token:
+    with Session(bind=engine) as session:
+        try:
+            return tokens.authenticate(session, secret)
+        except tokens.TokenRefused as exc:
+            raise _unauthorized(str(exc)) from None
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
