@@ -1,5 +1,5 @@
-"""`dirconv`: submit, sweep, list, show, watch, metrics, cancel, reproduce-paper, login,
-logout, whoami."""
+"""`dirconv`: submit, sweep, list, show, watch, metrics, aggregate, cancel, edit, archive,
+restore, rerun, reproduce-paper, login, logout, whoami."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from dirconv.client import ApiError, Client, NotSupported, default_url
+from dirconv.client import AGGREGATE_LABELS, ApiError, Client, NotSupported, default_url
 from dirconv.credentials import forget_token, store_token
 
 EXIT_API_ERROR = 1
@@ -139,7 +139,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_show(commands)
     _add_watch(commands)
     _add_metrics(commands)
+    _add_aggregate(commands)
     _add_cancel(commands)
+    _add_lifecycle(commands)
     _add_reproduce(commands)
     _add_login(commands)
     return parser
@@ -252,6 +254,20 @@ def _add_list(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--status")
     parser.add_argument("--tag")
     parser.add_argument("--owner", help="only this user's runs")
+    parser.add_argument(
+        "--spec",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="only runs whose spec field equals VALUE (repeatable), e.g. depth=4, lr=1e-3",
+    )
+    parser.add_argument("--sweep", type=int, metavar="ID", help="only this sweep's runs")
+    parser.add_argument("--archived", action="store_true", help="list archived runs too")
+    parser.add_argument(
+        "--sort",
+        metavar="KEY",
+        help="created_at, finished_at, final_directional_error, ...; --sort=-KEY descending",
+    )
     parser.add_argument("--limit", type=int, default=50)
     parser.set_defaults(handler=_list)
 
@@ -260,11 +276,32 @@ LIST_COLUMNS = ("id", "status", "progress", "depth", "loss", "optimizer", "lr", 
 
 
 def _list(client: Client, args: argparse.Namespace) -> int:
-    page = client.list(status=args.status, tag=args.tag, limit=args.limit, owner=args.owner)
+    page = client.list(
+        status=args.status,
+        tag=args.tag,
+        limit=args.limit,
+        owner=args.owner,
+        spec=_spec_filters(args.spec),
+        sweep_id=args.sweep,
+        archived=args.archived,
+        sort=args.sort,
+    )
     rows = [_list_row(run) for run in page["data"]]
     _print_table(LIST_COLUMNS, rows)
     print(f"({len(rows)} of {page['count']})")
     return 0
+
+
+def _spec_filters(assignments: Sequence[str]) -> dict[str, str]:
+    """`["depth=4", "lr=1e-3"]` to `{"depth": "4", "lr": "1e-3"}`; the API reads each value
+    as its field's type."""
+    filters = {}
+    for assignment in assignments:
+        field, equals, value = assignment.partition("=")
+        if not equals or not field.strip():
+            raise UsageError(f"--spec {assignment!r}: expected FIELD=VALUE")
+        filters[field.strip()] = value
+    return filters
 
 
 def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -289,7 +326,7 @@ def _list_row(run: dict) -> tuple[str, ...]:
         str(spec.get("optimizer", "")),
         f"{spec.get('lr', '')}",
         "" if final is None else f"{float(final):.4g}",
-        run["name"],
+        run["name"] + (" [archived]" if run.get("archived") else ""),
     )
 
 
@@ -356,6 +393,61 @@ def _cancel(client: Client, args: argparse.Namespace) -> int:
     run = client.cancel(args.id)
     print(f"experiment {run['id']}: cancel requested ({run['status']})")
     return 0
+
+
+# edit / archive / restore / rerun
+
+
+def _add_lifecycle(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("edit", help="rename, retag or annotate an experiment")
+    parser.add_argument("id", type=int)
+    parser.add_argument("--name", help="the new name")
+    parser.add_argument(
+        "--tag", action="append", dest="tags", help="a tag (repeatable); replaces the tags"
+    )
+    parser.add_argument("--no-tags", action="store_true", help="remove every tag")
+    parser.add_argument("--notes", help="free text (replaces the notes; '' clears them)")
+    parser.set_defaults(handler=_edit)
+    for command, help_text, handler in (
+        ("archive", "archive an experiment (canceling it if queued or running)", _archive),
+        ("restore", "bring an archived experiment back into lists", _restore),
+    ):
+        parser = commands.add_parser(command, help=help_text)
+        parser.add_argument("id", type=int)
+        parser.set_defaults(handler=handler)
+    parser = commands.add_parser("rerun", help="queue a new experiment with the same spec")
+    parser.add_argument("id", type=int)
+    parser.add_argument("--watch", action="store_true", help="then watch it to the end")
+    parser.set_defaults(handler=_rerun)
+
+
+def _edit(client: Client, args: argparse.Namespace) -> int:
+    tags = [] if args.no_tags else args.tags
+    if args.name is None and tags is None and args.notes is None:
+        raise UsageError("edit: give --name, --tag, --no-tags or --notes")
+    run = client.update(args.id, name=args.name, tags=tags, notes=args.notes)
+    print(f"experiment {run['id']} ({run['name']}): tags {', '.join(run['tags']) or '(none)'}")
+    if run.get("notes"):
+        print(f"  notes: {run['notes']}")
+    return 0
+
+
+def _archive(client: Client, args: argparse.Namespace) -> int:
+    client.archive(args.id)
+    print(f"experiment {args.id} archived (`dirconv restore {args.id}` brings it back)")
+    return 0
+
+
+def _restore(client: Client, args: argparse.Namespace) -> int:
+    run = client.restore(args.id)
+    print(f"experiment {run['id']} restored ({run['status']})")
+    return 0
+
+
+def _rerun(client: Client, args: argparse.Namespace) -> int:
+    run = client.rerun(args.id)
+    print(f"submitted experiment {run['id']} ({run['name']}), {run['status']}, rerunning {args.id}")
+    return _watch_run(client, run["id"]) if args.watch else 0
 
 
 # metrics
@@ -447,6 +539,105 @@ def thin_rows(rows: Iterable[list[str]], first: int, last: int, keep: int) -> It
 
 def _table_cell(text: str) -> str:
     return f"{float(text):.6g}" if text else ""
+
+
+# aggregate
+
+
+def _add_aggregate(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "aggregate", help="statistics of one metric over runs (or a sweep's groups) per step"
+    )
+    parser.add_argument("ids", nargs="?", help="comma-separated experiment ids")
+    parser.add_argument("--sweep", type=int, metavar="ID", help="a sweep's members instead")
+    parser.add_argument("--by", help="with --sweep: comma-separated grid fields to group by")
+    parser.add_argument("--name", default="directional_error", help="the metric (%(default)s)")
+    parser.add_argument("--stats", help="comma-separated (default mean,min,max,median)")
+    parser.add_argument(
+        "--max-points",
+        type=_at_least_two,
+        default=TABLE_ROWS,
+        help="at most this many steps (every k-th step; %(default)s)",
+    )
+    parser.add_argument("--start-step", type=int)
+    parser.add_argument("--end-step", type=int)
+    parser.add_argument("--archived", action="store_true", help="include archived runs")
+    parser.add_argument("--csv", action="store_true", help="CSV instead of a table")
+    parser.set_defaults(handler=_aggregate)
+
+
+def _at_least_two(text: str) -> int:
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError("must be at least 2")
+    return value
+
+
+def _aggregate(client: Client, args: argparse.Namespace) -> int:
+    if (args.ids is None) == (args.sweep is None):
+        raise UsageError("aggregate: give experiment ids or --sweep ID (one of them)")
+    if args.by and args.sweep is None:
+        raise UsageError("aggregate: --by needs --sweep")
+    options = {
+        "name": args.name,
+        "stats": args.stats,
+        "max_points": args.max_points,
+        "start_step": args.start_step,
+        "end_step": args.end_step,
+        "archived": args.archived,
+    }
+    if args.sweep is not None:
+        answer = client.sweep_aggregate(args.sweep, by=args.by, **options)
+        groups, by = answer["groups"], answer["by"]
+    else:
+        answer = client.aggregate(_ids(args.ids), **options)
+        groups, by = [{"values": {}, **answer}], []
+        _report_missing(answer["missing"])
+    header, rows = aggregate_rows(groups, by)
+    _print_rows(header, rows, args.csv)
+    return 0
+
+
+def _ids(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"ids {text!r}: expected comma-separated numbers") from None
+
+
+def _report_missing(missing: Sequence[int]) -> None:
+    if missing:
+        left_out = ", ".join(str(i) for i in missing)
+        print(f"left out: {left_out} (no such run, or archived: --archived)", file=sys.stderr)
+
+
+def aggregate_rows(groups: Sequence[dict], by: Sequence[str]) -> tuple[list[str], list[list]]:
+    """One row a step of each group: the group's `by` values, step, n, then each statistic
+    (in the answer's order)."""
+    if not groups:
+        return [*by, "step", "n"], []
+    stats = [key for key in groups[0] if key not in (*AGGREGATE_LABELS, "steps", "n")]
+    rows = []
+    for group in groups:
+        values = [str(group["values"].get(field, "")) for field in by]
+        for i, step in enumerate(group["steps"]):
+            rows.append([*values, int(step), int(group["n"][i]), *(group[s][i] for s in stats)])
+    return [*by, "step", "n", *stats], rows
+
+
+def _print_rows(header: Sequence[str], rows: Sequence[Sequence[Any]], as_csv: bool) -> None:
+    if as_csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+        return
+    _print_table(header, [[_cell(value) for value in row] for row in rows])
+    if not rows:
+        print("(no points)")
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
 # reproduce-paper

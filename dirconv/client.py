@@ -11,10 +11,11 @@ steps, errors = client.metrics(run["id"], ["directional_error"])["directional_er
 from __future__ import annotations
 
 import csv
+import json
 import os
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -209,15 +210,55 @@ class Client:
         tag: str | None = None,
         limit: int = 100,
         owner: str | None = None,
+        *,
+        spec: Mapping[str, Any] | None = None,
+        sweep_id: int | None = None,
+        archived: bool = False,
+        sort: str | None = None,
+        offset: int | None = None,
     ) -> dict:
-        """`{"data": [...], "count": total}`, newest first."""
-        params = {"status": status, "tag": tag, "limit": limit, "owner": owner}
-        return self._request(
-            "GET", "/experiments", params={k: v for k, v in params.items() if v is not None}
-        )
+        """`{"data": [...], "count": total}`, newest first unless `sort` says otherwise
+        (`"final_directional_error"`, `"-created_at"`). `spec={"depth": 4, "lr": 1e-3}` keeps
+        runs whose spec fields equal these; `archived=True` lists archived runs too."""
+        params = {
+            "status": status,
+            "tag": tag,
+            "limit": limit,
+            "owner": owner,
+            "sweep_id": sweep_id,
+            "archived": "true" if archived else None,
+            "sort": sort,
+            "offset": offset,
+            **{f"spec.{field}": _query_value(value) for field, value in (spec or {}).items()},
+        }
+        return self._request("GET", "/experiments", params=_given(params))
 
     def cancel(self, experiment_id: int) -> dict:
         return self._request("POST", f"/experiments/{experiment_id}/cancel")
+
+    def update(
+        self,
+        experiment_id: int,
+        name: str | None = None,
+        tags: Sequence[str] | None = None,
+        notes: str | None = None,
+    ) -> dict:
+        """Rename, retag (`tags` replaces them all) or annotate a run; returns the run."""
+        changes = {"name": name, "tags": None if tags is None else list(tags), "notes": notes}
+        return self._request("PATCH", f"/experiments/{experiment_id}", json=_given(changes))
+
+    def archive(self, experiment_id: int) -> None:
+        """Archive a run (canceling it if queued or running): it leaves lists, compare and
+        aggregate answers, and stays readable by id with `"archived": True`."""
+        self._request("DELETE", f"/experiments/{experiment_id}")
+
+    def restore(self, experiment_id: int) -> dict:
+        """Bring an archived run back into lists; returns the run."""
+        return self._request("POST", f"/experiments/{experiment_id}/restore")
+
+    def rerun(self, experiment_id: int) -> dict:
+        """Queue a new run with the same spec as this one; returns the new run."""
+        return self._create(f"/experiments/{experiment_id}/rerun", {})
 
     def events(self, experiment_id: int, names: Sequence[str] | None = None) -> Iterator[dict]:
         """A run's live updates as they come, `{"event": "status" | "progress", "data": ...}`,
@@ -233,7 +274,7 @@ class Client:
             ) as source:
                 if not source.response.is_success:
                     source.response.read()
-                    self._raise(source.response)
+                    raise _error_of(source.response)
                 for event in source.iter_sse():
                     last_id = event.id or last_id
                     data = event.json()
@@ -282,6 +323,49 @@ class Client:
         if isinstance(body, dict) and "runs" in body:
             return {run["experiment_id"]: _json_series(run) for run in body["runs"]}
         return {experiment_id: series for (experiment_id, _), series in body.items()}
+
+    def aggregate(
+        self,
+        ids: Sequence[int],
+        name: str = "directional_error",
+        stats: Sequence[str] | str | None = None,
+        max_points: int | None = None,
+        start_step: int | None = None,
+        end_step: int | None = None,
+        archived: bool = False,
+    ) -> dict:
+        """Statistics of one metric over runs at each step (`GET /metrics/aggregate`):
+        `{"name", "ids", "missing", "steps", "n", <stat>...}` with numpy arrays for `steps`,
+        `n` and each statistic (default mean, min, max, median)."""
+        params = {
+            "ids": ",".join(str(i) for i in ids),
+            "name": name,
+            **_aggregate_params(stats, max_points, start_step, end_step, archived),
+        }
+        return _aggregate_arrays(self._request("GET", "/metrics/aggregate", params=params))
+
+    def sweep_aggregate(
+        self,
+        sweep_id: int,
+        by: Sequence[str] | str | None = None,
+        name: str = "directional_error",
+        stats: Sequence[str] | str | None = None,
+        max_points: int | None = None,
+        start_step: int | None = None,
+        end_step: int | None = None,
+        archived: bool = False,
+    ) -> dict:
+        """A sweep's members grouped by the `by` grid fields, each group aggregated over the
+        others (`GET /sweeps/{id}/aggregate`): `{"sweep_id", "name", "by", "groups"}`, each
+        group `{"values", "ids", "steps", "n", <stat>...}` with numpy arrays as `aggregate`'s."""
+        params = {
+            "name": name,
+            "by": _comma_list(by),
+            **_aggregate_params(stats, max_points, start_step, end_step, archived),
+        }
+        body = self._request("GET", f"/sweeps/{sweep_id}/aggregate", params=_given(params))
+        body["groups"] = [_aggregate_arrays(group) for group in body["groups"]]
+        return body
 
     def _metric_headers(self) -> dict[str, str]:
         # An API without Arrow ignores the header and answers JSON, which is read as before.
@@ -402,6 +486,56 @@ def _error_of(response: httpx.Response) -> ApiError:
     missing_route = response.status_code == 405 or detail == "Not Found"
     error = NotSupported if missing_route else ApiError
     return error(response.status_code, detail, _retry_after(response))
+
+
+def _given(params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters that were given (not None)."""
+    return {key: value for key, value in params.items() if value is not None}
+
+
+def _comma_list(items: Sequence[Any] | str | None) -> str | None:
+    if items is None or isinstance(items, str):
+        return items
+    return ",".join(str(item) for item in items)
+
+
+def _query_value(value: Any) -> str:
+    """A spec value as `spec.<field>=` reads it: text as is, anything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _aggregate_params(
+    stats: Sequence[str] | str | None,
+    max_points: int | None,
+    start_step: int | None,
+    end_step: int | None,
+    archived: bool,
+) -> dict[str, Any]:
+    params = {
+        "stats": _comma_list(stats),
+        "max_points": max_points,
+        "start_step": start_step,
+        "end_step": end_step,
+        "archived": "true" if archived else None,
+    }
+    return _given(params)
+
+
+AGGREGATE_LABELS = ("name", "ids", "missing", "values")
+"""Keys of an aggregate answer (or group) that are not per-step series."""
+
+
+def _aggregate_arrays(body: dict) -> dict:
+    """An aggregate answer with `steps` and `n` as int64 arrays and each statistic as float64
+    (non-finite spellings read as floats)."""
+    arrays = {
+        key: to_array(value)
+        for key, value in body.items()
+        if key not in AGGREGATE_LABELS and isinstance(value, list)
+    }
+    arrays["steps"] = np.array(body["steps"], dtype=np.int64)
+    arrays["n"] = np.array(body["n"], dtype=np.int64)
+    return {**body, **arrays}
 
 
 def _json_series(series: dict) -> Series:
