@@ -106,7 +106,7 @@ def test_compare_and_sweep_reads_in_arrow_equal_their_json_answers(client, db):
     ],
 )
 def test_accept_header_chooses_arrow_or_json(client, db, accept, arrow):
-    run = client.post("/experiments").json()["id"]
+    run = client.post("/experiments", json={}).json()["id"]
     _store(db, run, 10)
     headers = {"Accept": accept} if accept is not None else {}
     response = client.get(f"/experiments/{run}/metrics", headers=headers)
