@@ -70,21 +70,13 @@ def write_points(
         group = keys[first : first + MAX_CHUNKS_PER_QUERY]
         unknown = [key for key in group if tails is None or not tails.holds(experiment_id, *key)]
         old = _existing_chunks(connection, experiment_id, unknown) if unknown else {}
-        rows = [_row(experiment_id, key, old.get(key), parts[key], tails) for key in group]
+        if tails is None:
+            rows = [pack(experiment_id, *key, merge(old.get(key), parts[key])) for key in group]
+        else:
+            writes = [(*key, old.get(key), parts[key]) for key in group]
+            rows = tails.pack(experiment_id, writes)
         upsert(connection, MetricChunk, rows, CHUNK_KEY, CHUNK_CONTENT)
     return sum(len(part.steps) for part in parts.values())
-
-
-def _row(
-    experiment_id: int,
-    key: tuple[str, int],
-    stored: SeriesArrays | None,
-    new: SeriesArrays,
-    tails: Tails | None,
-) -> dict[str, Any]:
-    if tails is None:
-        return pack(experiment_id, *key, merge(stored, new))
-    return tails.pack(experiment_id, *key, stored, new)
 
 
 def delete_points(connection: Connection, experiment_id: int) -> None:

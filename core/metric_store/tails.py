@@ -1,6 +1,7 @@
 """A writer's memory of the last chunk it wrote of each series, so that appending to a run's
 tail costs the new points only: no re-reading the stored chunk, no re-sketching its closed
-slices. The rows it packs are byte for byte those of `encoding.pack`.
+slices, and one sketch computation for all the series of a write. The rows it packs are byte
+for byte those of `encoding.pack`.
 
 The memory holds only while its owner is the one writer of these series and every write it
 took part in committed: `clear()` it when a transaction fails. A writer without memory (a
@@ -9,6 +10,7 @@ resumed run) reads each tail from the database once.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -24,18 +26,21 @@ from core.metric_store.encoding import (
     run_starts,
 )
 
+SLICES = CHUNK_STEPS // SKETCH_STEPS
+Write = tuple[str, int, SeriesArrays | None, SeriesArrays]
+"""(metric, chunk, the chunk as stored when the memory does not hold it, the new points)."""
+
 
 class _Tail:
     """One chunk's points in buffers that grow in place, with the sketch of its closed slices
     (all but the last one, which later points may still join)."""
 
-    def __init__(self, chunk: int, part: SeriesArrays) -> None:
+    def __init__(self, chunk: int) -> None:
         self.chunk = chunk
         self.offsets = np.empty(CHUNK_STEPS, OFFSET_DTYPE)
         self.values = np.empty(CHUNK_STEPS, VALUE_DTYPE)
         self.count = self.open_from = 0
         self.closed_sketch = self.open_sketch = np.empty(0, np.int64)
-        self.append(part)
 
     def last_step(self) -> int:
         return self.chunk * CHUNK_STEPS + int(self.offsets[self.count - 1])
@@ -45,16 +50,22 @@ class _Tail:
         return SeriesArrays(steps, self.values[: self.count].astype(np.float64))
 
     def append(self, part: SeriesArrays) -> None:
-        """Add points that all come after the held ones."""
+        """Add points that all come after the held ones (their sketch comes with `sketch`)."""
         end = self.count + len(part.steps)
         self.offsets[self.count : end] = part.steps - self.chunk * CHUNK_STEPS
         self.values[self.count : end] = part.values
         self.count = end
-        slices = self.offsets[self.open_from : end] // SKETCH_STEPS
-        sketch = self.open_from + m4_indices(self.values[self.open_from : end], run_starts(slices))
-        last_open = self.open_from + int(run_starts(slices)[-1])
-        self.closed_sketch = np.concatenate([self.closed_sketch, sketch[sketch < last_open]])
-        self.open_sketch, self.open_from = sketch[sketch >= last_open], last_open
+
+    def open_slices(self) -> np.ndarray:
+        return self.offsets[self.open_from : self.count] // SKETCH_STEPS
+
+    def sketch(self, open_indices: np.ndarray, open_slices: np.ndarray) -> None:
+        """Take the sketch of the points from `open_from` on (indices counted from there)."""
+        last_open = int(np.searchsorted(open_slices, open_slices[-1]))
+        closed = open_indices[open_indices < last_open] + self.open_from
+        self.closed_sketch = np.concatenate([self.closed_sketch, closed])
+        self.open_sketch = open_indices[open_indices >= last_open] + self.open_from
+        self.open_from += last_open
 
     def row(self, experiment_id: int, name: str) -> dict[str, Any]:
         sketch = np.concatenate([self.closed_sketch, self.open_sketch])
@@ -81,24 +92,46 @@ class Tails:
         tail = self._tails.get((experiment_id, name))
         return tail is not None and tail.chunk == chunk
 
-    def pack(
+    def pack(self, experiment_id: int, writes: Sequence[Write]) -> list[dict[str, Any]]:
+        """The rows of the written chunks once the new points join them, each remembered as
+        its series' tail (a series' chunks come in ascending order)."""
+        touched = [self._joined(experiment_id, *write) for write in writes]
+        _sketch_all(touched)
+        names = [write[0] for write in writes]
+        return [tail.row(experiment_id, name) for tail, name in zip(touched, names, strict=True)]
+
+    def clear(self) -> None:
+        self._tails.clear()
+
+    def _joined(
         self,
         experiment_id: int,
         name: str,
         chunk: int,
         stored: SeriesArrays | None,
         new: SeriesArrays,
-    ) -> dict[str, Any]:
-        """The row of `chunk` once `new` joins it, remembered as the series' tail; `stored`
-        is the chunk as read from the database, when this memory does not hold it."""
+    ) -> _Tail:
         tail = self._tails.get((experiment_id, name))
         if tail is not None and tail.chunk == chunk and tail.last_step() < new.steps[0]:
             tail.append(new)
-        else:
-            held = tail.series() if tail is not None and tail.chunk == chunk else stored
-            tail = _Tail(chunk, merge(held, new))
-            self._tails[experiment_id, name] = tail
-        return tail.row(experiment_id, name)
+            return tail
+        held = tail.series() if tail is not None and tail.chunk == chunk else stored
+        tail = self._tails[experiment_id, name] = _Tail(chunk)
+        tail.append(merge(held, new))
+        return tail
 
-    def clear(self) -> None:
-        self._tails.clear()
+
+def _sketch_all(tails: list[_Tail]) -> None:
+    """Sketch the open points of every tail with one M4 over all of them: numpy's cost per
+    call, not per point, is what a write of many short series pays."""
+    slices = [tail.open_slices() for tail in tails]
+    sizes = np.array([len(piece) for piece in slices])
+    bases = np.concatenate([[0], np.cumsum(sizes)])
+    # Bucket keys unique across tails: a slice index plus SLICES times the tail's position.
+    owners = np.repeat(np.arange(len(tails)) * SLICES, sizes)
+    keys = np.concatenate(slices).astype(np.int64) + owners
+    values = np.concatenate([tail.values[tail.open_from : tail.count] for tail in tails])
+    picked = m4_indices(values, run_starts(keys))
+    bounds = np.searchsorted(picked, bases)
+    for at, (tail, piece) in enumerate(zip(tails, slices, strict=True)):
+        tail.sketch(picked[bounds[at] : bounds[at + 1]] - bases[at], piece)

@@ -32,27 +32,31 @@ def _blocks(seed: int, count: int) -> list[SeriesArrays]:
 
 @pytest.mark.parametrize("seed", range(5))
 def test_appended_rows_equal_rows_packed_from_the_whole_chunk(seed):
+    """Three series of different lengths and gaps, written together block after block."""
     tails, stored = metric_store.Tails(), {}
-    for block in _blocks(seed, 40):
-        for chunk, part in by_chunk(block):
-            whole = merge(stored.get(chunk), part)
-            stored[chunk] = whole
-            held = None if tails.holds(1, NAME, chunk) else stored.get(chunk)
-            assert tails.pack(1, NAME, chunk, held, part) == pack(1, NAME, chunk, whole)
+    runs = [_blocks(seed * 3 + k, 40) for k in range(3)]
+    for blocks in zip(*runs, strict=True):
+        writes, expected = [], []
+        for name, block in enumerate(blocks):
+            for chunk, part in by_chunk(block):
+                held = None if tails.holds(1, str(name), chunk) else stored.get((name, chunk))
+                stored[name, chunk] = merge(stored.get((name, chunk)), part)
+                writes.append((str(name), chunk, held, part))
+                expected.append(pack(1, str(name), chunk, stored[name, chunk]))
+        assert tails.pack(1, writes) == expected
 
 
 def test_a_rewritten_step_and_an_earlier_chunk_are_merged_like_a_read_back_chunk():
     tails = metric_store.Tails()
     first = SeriesArrays(np.arange(0, 100), np.arange(0, 100, dtype=float))
     again = SeriesArrays(np.array([50, 120]), np.array([-1.0, -2.0]))
-    tails.pack(1, NAME, 0, None, first)
-    expected = pack(1, NAME, 0, merge(first, again))
-    assert tails.pack(1, NAME, 0, None, again) == expected
-    later = SeriesArrays(np.array([CHUNK_STEPS + 3]), np.array([7.0]))
-    tails.pack(1, NAME, 1, None, later)
-    assert not tails.holds(1, NAME, 0)
+    tails.pack(1, [(NAME, 0, None, first)])
     stored = merge(first, again)
-    assert tails.pack(1, NAME, 0, stored, again) == pack(1, NAME, 0, merge(stored, again))
+    assert tails.pack(1, [(NAME, 0, None, again)]) == [pack(1, NAME, 0, stored)]
+    later = SeriesArrays(np.array([CHUNK_STEPS + 3]), np.array([7.0]))
+    tails.pack(1, [(NAME, 1, None, later)])
+    assert not tails.holds(1, NAME, 0)
+    assert tails.pack(1, [(NAME, 0, stored, again)]) == [pack(1, NAME, 0, merge(stored, again))]
 
 
 def _rows(engine, experiment_id):
