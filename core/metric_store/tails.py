@@ -37,8 +37,8 @@ class _Tail:
 
     def __init__(self, chunk: int) -> None:
         self.chunk = chunk
-        self.offsets = np.empty(CHUNK_STEPS, OFFSET_DTYPE)
-        self.values = np.empty(CHUNK_STEPS, VALUE_DTYPE)
+        self.offsets = np.empty(0, OFFSET_DTYPE)
+        self.values = np.empty(0, VALUE_DTYPE)
         self.count = self.open_from = 0
         self.closed_sketch = self.open_sketch = np.empty(0, np.int64)
 
@@ -52,9 +52,21 @@ class _Tail:
     def append(self, part: SeriesArrays) -> None:
         """Add points that all come after the held ones (their sketch comes with `sketch`)."""
         end = self.count + len(part.steps)
+        if end > len(self.offsets):
+            self._grow(end)
         self.offsets[self.count : end] = part.steps - self.chunk * CHUNK_STEPS
         self.values[self.count : end] = part.values
         self.count = end
+
+    def _grow(self, needed: int) -> None:
+        # Doubling keeps copies rare while a tail chunk that is mostly empty stays small.
+        size = min(max(needed, 2 * len(self.offsets)), CHUNK_STEPS)
+        self.offsets = np.concatenate(
+            [self.offsets[: self.count], np.empty(size - self.count, OFFSET_DTYPE)]
+        )
+        self.values = np.concatenate(
+            [self.values[: self.count], np.empty(size - self.count, VALUE_DTYPE)]
+        )
 
     def open_slices(self) -> np.ndarray:
         return self.offsets[self.open_from : self.count] // SKETCH_STEPS
