@@ -108,6 +108,7 @@ class MetricBuffer:
         self.last_flush = self.last_checkpoint = time.monotonic()
         self._retry: dict[int, list[MetricBlock]] = {}
         self._written = True
+        self._tails = metric_store.Tails()
         self._writer = _Writer(self._write)
 
     def due(self) -> bool:
@@ -163,7 +164,9 @@ class MetricBuffer:
     def _write(self, pending: list[_Pending]) -> None:
         """The writer thread's work: one transaction for all of `pending`."""
         try:
-            verdicts = queue.record_progress(self.db, [item.progress() for item in pending])
+            verdicts = queue.record_progress(
+                self.db, [item.progress() for item in pending], self._tails
+            )
         except DBAPIError as exc:
             if not is_transient(exc):
                 raise

@@ -68,18 +68,26 @@ class Progress:
     """The run's state at `step`, to resume from."""
 
 
-def record_progress(engine: Engine, progress: Iterable[Progress]) -> dict[int, str]:
+def record_progress(
+    engine: Engine, progress: Iterable[Progress], tails: metric_store.Tails | None = None
+) -> dict[int, str]:
     """Store each run's metric points (idempotent per step), step reached and checkpoint, all
     in one transaction. Returns each experiment's verdict: RUNNING, CANCEL (the user asked to
-    cancel) or LOST (the lease is gone; nothing was written for it)."""
+    cancel) or LOST (the lease is gone; nothing was written for it). `tails`, the writer's
+    memory of the chunks it wrote last, is forgotten when the transaction fails."""
     verdicts = {}
-    with write_connection(engine) as connection, connection.begin():
-        for item in progress:
-            verdicts[item.lease.experiment_id] = _record(connection, item)
+    try:
+        with write_connection(engine) as connection, connection.begin():
+            for item in progress:
+                verdicts[item.lease.experiment_id] = _record(connection, item, tails)
+    except BaseException:
+        if tails is not None:
+            tails.clear()
+        raise
     return verdicts
 
 
-def _record(connection: Connection, item: Progress) -> str:
+def _record(connection: Connection, item: Progress, tails: metric_store.Tails | None) -> str:
     # The lease check comes first: on PostgreSQL it locks the row against the reaper.
     cancel_requested = connection.scalar(
         update(Experiment)
@@ -89,7 +97,7 @@ def _record(connection: Connection, item: Progress) -> str:
     )
     if cancel_requested is None:
         return LOST
-    metric_store.write_points(connection, item.lease.experiment_id, item.points)
+    metric_store.write_points(connection, item.lease.experiment_id, item.points, tails)
     if item.checkpoint is not None:
         _save_checkpoint(connection, item.lease.experiment_id, item.step, item.checkpoint)
     return CANCEL if cancel_requested else RUNNING

@@ -31,6 +31,7 @@ from core.metric_store.storage import (
     windows,
     write_points,
 )
+from core.metric_store.tails import Tails
 
 __all__ = [
     "CHUNK_STEPS",
@@ -41,6 +42,7 @@ __all__ = [
     "Points",
     "SeriesArrays",
     "Spacing",
+    "Tails",
     "chunk_parts",
     "count_in_range",
     "count_points",

@@ -34,6 +34,7 @@ from core.metric_store.encoding import (
     unpack,
     unpack_steps,
 )
+from core.metric_store.tails import Tails
 from core.models import MetricChunk
 
 AnySelect = Select[*tuple[Any, ...]]
@@ -53,9 +54,12 @@ CHUNK_CONTENT = ("n_points", "sketch_offsets_u16", "sketch_values_f64", "offsets
 # Writing
 
 
-def write_points(connection: Connection, experiment_id: int, points: Points) -> int:
+def write_points(
+    connection: Connection, experiment_id: int, points: Points, tails: Tails | None = None
+) -> int:
     """Store points inside the caller's transaction; idempotent per (metric, step), the newest
-    value of a step wins. Returns how many distinct points were written."""
+    value of a step wins. Returns how many distinct points were written. With `tails` (the
+    caller's memory of what it wrote last), the chunks it holds are not read back."""
     parts = {
         (name, chunk): part
         for name, (steps, values) in as_arrays(points).items()
@@ -64,11 +68,13 @@ def write_points(connection: Connection, experiment_id: int, points: Points) -> 
     keys = list(parts)
     for first in range(0, len(keys), MAX_CHUNKS_PER_QUERY):
         group = keys[first : first + MAX_CHUNKS_PER_QUERY]
-        old = _existing_chunks(connection, experiment_id, group)
-        rows = [
-            pack(experiment_id, name, chunk, merge(old.get((name, chunk)), parts[name, chunk]))
-            for name, chunk in group
-        ]
+        unknown = [key for key in group if tails is None or not tails.holds(experiment_id, *key)]
+        old = _existing_chunks(connection, experiment_id, unknown) if unknown else {}
+        if tails is None:
+            rows = [pack(experiment_id, *key, merge(old.get(key), parts[key])) for key in group]
+        else:
+            writes = [(*key, old.get(key), parts[key]) for key in group]
+            rows = tails.pack(experiment_id, writes)
         upsert(connection, MetricChunk, rows, CHUNK_KEY, CHUNK_CONTENT)
     return sum(len(part.steps) for part in parts.values())
 
