@@ -105,10 +105,12 @@ ReadSession = Annotated[Session, Depends(_read_session, scope="function")]
 WriteSession = Annotated[Session, Depends(_write_session, scope="function")]
 
 
-def get_or_404(session: Session, model: type[Row], ident: int) -> Row:
+def get_or_404(session: Session, model: type[Row], ident: int, *, lock: bool = False) -> Row:
     """The `model` row whose primary key is `ident`, or a 404 ("experiment 7 not found") if
-    there is none or `ident` lies outside the key column's range."""
-    row = session.get(model, ident) if ident in key_range(model) else None
+    there is none or `ident` lies outside the key column's range; `lock` holds it for update
+    until the transaction ends."""
+    in_range = ident in key_range(model)
+    row = session.get(model, ident, with_for_update=lock) if in_range else None
     if row is None:
         raise HTTPException(status_code=404, detail=f"{model.__name__.lower()} {ident} not found")
     return row

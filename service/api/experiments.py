@@ -148,13 +148,7 @@ def cancel_experiment(
 def _run_for_change(session: Session, principal: Principal, experiment_id: int) -> Experiment:
     """The run a request may change (404 if none, 403 if another user's), locked for this
     transaction: every endpoint that changes a run fetches it here."""
-    run = (
-        session.get(Experiment, experiment_id, with_for_update=True)
-        if experiment_id in key_range(Experiment)
-        else None
-    )
-    if run is None:
-        raise HTTPException(status_code=404, detail=f"experiment {experiment_id} not found")
+    run = get_or_404(session, Experiment, experiment_id, lock=True)
     check_may_change(principal, run.owner, f"experiment {experiment_id}")
     return run
 
