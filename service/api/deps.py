@@ -18,6 +18,7 @@ from core.cost import Overrun
 from core.db import IMMEDIATE
 from core.models import Base, key_range
 from core.settings import get_settings
+from core.spec import METRIC_NAMES
 from service import exports
 from service.idempotency import KeyReused
 
@@ -168,6 +169,23 @@ def invalid(location: tuple[str, ...], message: str) -> RequestValidationError:
     return RequestValidationError(
         [{"loc": location, "msg": message, "type": "value_error", "input": None}]
     )
+
+
+def comma_list(text: str) -> list[str]:
+    """The comma-separated items of `text`, stripped, blanks and repeats left out, in order."""
+    return list(dict.fromkeys(item.strip() for item in text.split(",") if item.strip()))
+
+
+def metric_names(names: str | None) -> list[str] | None:
+    """The metric names asked for in the `names` query; None means those the run logs."""
+    if names is None:
+        return None
+    chosen = comma_list(names)
+    unknown = [n for n in chosen if n not in METRIC_NAMES]
+    if unknown or not chosen:
+        known = ", ".join(METRIC_NAMES)
+        raise invalid(("query", "names"), f"unknown metric name(s) {unknown}; known: {known}")
+    return chosen
 
 
 AcceptHeader = Annotated[

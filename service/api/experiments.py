@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from core import cost, lifecycle
 from core.models import STATUSES, Experiment, Sweep, key_range
 from core.settings import get_settings
-from core.spec import MAX_INT, METRIC_NAMES, ExperimentSpec
+from core.spec import MAX_INT, ExperimentSpec
 from service import events, idempotency, quotas, run_filters, store
 from service.api.auth import CurrentPrincipal, Principal, check_may_change
 from service.api.deps import (
@@ -23,6 +23,7 @@ from service.api.deps import (
     busy,
     get_or_404,
     invalid,
+    metric_names,
     refuse_overruns,
     reused_key_refused,
 )
@@ -253,13 +254,7 @@ def _event_names(
 ) -> list[str] | None:
     """The metrics whose points events carry (default: those the run logs); checked before
     the stream opens."""
-    if names is None:
-        return None
-    chosen = list(dict.fromkeys(n.strip() for n in names.split(",") if n.strip()))
-    unknown = [n for n in chosen if n not in METRIC_NAMES]
-    if unknown or not chosen:
-        raise invalid(("query", "names"), f"unknown metric name(s) {unknown}")
-    return chosen
+    return metric_names(names)
 
 
 def _event_cursor(

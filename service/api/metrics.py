@@ -21,6 +21,7 @@ from service.api.deps import (
     get_or_404,
     invalid,
     json_response,
+    metric_names,
 )
 from service.api.errors import documented
 from service.schemas import (
@@ -234,7 +235,7 @@ def _checked(
 ) -> list[str]:
     """The metric names asked for (by default those the run logs), once the query and the
     experiment are known good."""
-    chosen = _parse_names(names)
+    chosen = metric_names(names)
     _check_range(start_step, end_step)
     experiment = get_or_404(session, Experiment, experiment_id)
     return chosen or list(LOGGED_METRICS[experiment.spec["optimizer"]])
@@ -258,17 +259,6 @@ def _read(
 def _check_range(start_step: int | None, end_step: int | None) -> None:
     if start_step is not None and end_step is not None and end_step < start_step:
         raise invalid(("query", "end_step"), "end_step must not be below start_step")
-
-
-def _parse_names(names: str | None) -> list[str] | None:
-    """The metric names asked for; None means those the run logs."""
-    if names is None:
-        return None
-    chosen = list(dict.fromkeys(n.strip() for n in names.split(",") if n.strip()))
-    unknown = [n for n in chosen if n not in METRIC_NAMES]
-    if unknown or not chosen:
-        raise invalid(("query", "names"), f"unknown metric name(s) {unknown}; known: {_known()}")
-    return chosen
 
 
 def _parse_ids(ids: str) -> list[int]:
