@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Annotated, TypeVar
 
 import anyio
 from fastapi import Depends, Header, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy import event
+from sqlalchemy import Engine, event
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
@@ -24,14 +24,11 @@ from service.idempotency import KeyReused
 
 RETRY_AFTER_SECONDS = "1"
 Row = TypeVar("Row", bound=Base)
+T = TypeVar("T")
 
 
 def busy(what: str) -> HTTPException:
     """A 503 with Retry-After: the database is busy (`what` says how)."""
-    return _busy(what)
-
-
-def _busy(what: str) -> HTTPException:
     return HTTPException(
         status_code=503,
         detail=f"database busy ({what}), retry shortly",
@@ -42,22 +39,25 @@ def _busy(what: str) -> HTTPException:
 async def _database_turn(request: Request) -> AsyncIterator[None]:
     """Admit at most DIRCONV_DB_CONCURRENCY requests to the database at once; the rest wait
     here, in the event loop and without a thread, for up to DIRCONV_DB_WAIT_SECONDS."""
-    gate = _gate(request)
-    with anyio.move_on_after(get_settings().db_wait_seconds) as waiting:
-        await gate.acquire()
-    if waiting.cancelled_caught:
-        raise _busy("no free slot")
-    try:
+    async with brief_turn(request) as admitted:
+        if not admitted:
+            raise busy("no free slot")
         yield
-    finally:
-        gate.release()
+
+
+async def brief_read(request: Request, read: Callable[[Engine], T]) -> T:
+    """`read(engine)` in a worker thread during a turn at the database; 503 if none came."""
+    async with brief_turn(request) as admitted:
+        if not admitted:
+            raise busy("no free slot")
+        return await anyio.to_thread.run_sync(read, request.app.state.engine)
 
 
 @asynccontextmanager
 async def brief_turn(request: Request) -> AsyncIterator[bool]:
-    """A turn at the database for one short read by a long-lived response (an event stream)
-    that must not hold a slot between reads: True once admitted, False if no slot came free
-    within DIRCONV_DB_WAIT_SECONDS."""
+    """A turn at the database (one of DIRCONV_DB_CONCURRENCY): True once admitted, False if
+    no slot came free within DIRCONV_DB_WAIT_SECONDS. A long-lived response (an event
+    stream) takes one for each short read, so that it holds none between reads."""
     gate = _gate(request)
     admitted = False
     with anyio.move_on_after(get_settings().db_wait_seconds):
@@ -96,7 +96,7 @@ def _pool_timeouts_as_busy(session: Session) -> Iterator[Session]:
     try:
         yield session
     except PoolTimeout as exc:
-        raise _busy("no free connection") from exc
+        raise busy("no free connection") from exc
 
 
 # "function" scope: the turn and the session end when the handler returns, before the

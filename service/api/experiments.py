@@ -4,7 +4,6 @@ import hashlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
-import anyio
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from sqlalchemy import Engine
@@ -19,8 +18,7 @@ from service.api.auth import CurrentPrincipal, Principal, check_may_change
 from service.api.deps import (
     ReadSession,
     WriteSession,
-    brief_turn,
-    busy,
+    brief_read,
     get_or_404,
     invalid,
     metric_names,
@@ -233,11 +231,7 @@ def rerun_experiment(
 
 async def _existing_run(request: Request, experiment_id: int) -> int:
     """404 before a stream opens for a run that does not exist."""
-    async with brief_turn(request) as admitted:
-        if not admitted:
-            raise busy("no free slot")
-        exists = await anyio.to_thread.run_sync(_exists, request.app.state.engine, experiment_id)
-    if not exists:
+    if not await brief_read(request, lambda engine: _exists(engine, experiment_id)):
         raise HTTPException(status_code=404, detail=f"experiment {experiment_id} not found")
     return experiment_id
 
