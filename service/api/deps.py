@@ -176,6 +176,22 @@ def comma_list(text: str) -> list[str]:
     return list(dict.fromkeys(item.strip() for item in text.split(",") if item.strip()))
 
 
+def check_metric_name(name: str) -> None:
+    """422 naming the `name` query unless it is a metric's."""
+    if name not in METRIC_NAMES:
+        raise invalid(("query", "name"), f"unknown metric {name!r}; known: {_known_metrics()}")
+
+
+def check_step_range(start_step: int | None, end_step: int | None) -> None:
+    """422 naming `end_step` if it lies below `start_step`."""
+    if start_step is not None and end_step is not None and end_step < start_step:
+        raise invalid(("query", "end_step"), "end_step must not be below start_step")
+
+
+def _known_metrics() -> str:
+    return ", ".join(METRIC_NAMES)
+
+
 def metric_names(names: str | None) -> list[str] | None:
     """The metric names asked for in the `names` query; None means those the run logs."""
     if names is None:
@@ -183,8 +199,8 @@ def metric_names(names: str | None) -> list[str] | None:
     chosen = comma_list(names)
     unknown = [n for n in chosen if n not in METRIC_NAMES]
     if unknown or not chosen:
-        known = ", ".join(METRIC_NAMES)
-        raise invalid(("query", "names"), f"unknown metric name(s) {unknown}; known: {known}")
+        message = f"unknown metric name(s) {unknown}; known: {_known_metrics()}"
+        raise invalid(("query", "names"), message)
     return chosen
 
 

@@ -8,7 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from core import cost, lifecycle, metric_store
 from core.models import Sweep
 from core.settings import get_settings
-from core.spec import MAX_INT, METRIC_NAMES
+from core.spec import MAX_INT
 from service import aggregates, exports, idempotency, quotas, sweep_store
 from service.api.auth import CurrentPrincipal, check_may_change
 from service.api.deps import (
@@ -18,8 +18,9 @@ from service.api.deps import (
     WriteSession,
     arrow_response,
     check_answer_size,
+    check_metric_name,
+    check_step_range,
     get_or_404,
-    invalid,
     json_response,
     reused_key_refused,
 )
@@ -111,10 +112,7 @@ def read_sweep_metrics(
     """One metric of every member, with the member's status and grid values (JSON), or its
     points as an Arrow IPC stream (Accept: application/vnd.apache.arrow.stream)."""
     arrow = exports.wants_arrow(accept)
-    if name not in METRIC_NAMES:
-        raise RequestValidationError(
-            [{"loc": ("query", "name"), "msg": f"unknown metric {name!r}", "type": "value_error"}]
-        )
+    check_metric_name(name)
     get_or_404(session, Sweep, sweep_id)
     rows = sweep_store.member_rows(session, sweep_id)
     ids = [row.id for row in rows]
@@ -155,10 +153,8 @@ def aggregate_sweep(
 ) -> Response:
     """One group per distinct combination of the `by` grid fields, each aggregating one
     metric over its members (typically the seeds), groups ordered by their values."""
-    if name not in METRIC_NAMES:
-        raise invalid(("query", "name"), f"unknown metric {name!r}")
-    if start_step is not None and end_step is not None and end_step < start_step:
-        raise invalid(("query", "end_step"), "end_step must not be below start_step")
+    check_metric_name(name)
+    check_step_range(start_step, end_step)
     chosen_stats = aggregates.parse_stats(stats)
     sweep = get_or_404(session, Sweep, sweep_id)
     fields = aggregates.parse_by(by, sweep.grid)
