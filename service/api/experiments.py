@@ -79,6 +79,19 @@ def create_experiment(
 ) -> dict:
     """Create an experiment from a spec and queue it: every field is optional, and `{}` is
     the paper's run at depth 1. A request without a body is refused (422)."""
+    return _queue_once(session, principal, spec, "experiments", idempotency_key, digest)
+
+
+def _queue_once(
+    session: Session,
+    principal: Principal,
+    spec: ExperimentSpec,
+    scope: str,
+    key: str | None,
+    digest: str,
+) -> dict:
+    """Queue a run of `spec` for `principal`, limits and quotas checked, once per
+    idempotency key in `scope` (the answer first given to a key that comes again)."""
     settings = get_settings()
     refuse_overruns(cost.run_overruns(spec, settings))
 
@@ -87,7 +100,7 @@ def create_experiment(
         return store.to_read(lifecycle.create_experiment(session, spec, principal.user))
 
     with reused_key_refused():
-        return idempotency.once(session, "experiments", idempotency_key, digest, create)
+        return idempotency.once(session, scope, key, digest, create)
 
 
 @router.get("", response_model=ExperimentList)
@@ -212,21 +225,8 @@ def rerun_experiment(
     # The stored spec was validated at submit and holds every default filled in, which
     # validation would refuse as "given but not applicable": take it as it is.
     spec = ExperimentSpec.model_construct(**_run_for_change(session, principal, experiment_id).spec)
-    settings = get_settings()
-    refuse_overruns(cost.run_overruns(spec, settings))
-
-    def create() -> ExperimentRead:
-        quotas.check_run_quotas(session, principal.user, 1, cost.stored_points(spec), settings)
-        return store.to_read(lifecycle.create_experiment(session, spec, principal.user))
-
-    with reused_key_refused():
-        return idempotency.once(
-            session,
-            "rerun",
-            idempotency_key,
-            hashlib.sha256(f"{experiment_id}:{digest}".encode()).hexdigest(),
-            create,
-        )
+    per_run = hashlib.sha256(f"{experiment_id}:{digest}".encode()).hexdigest()
+    return _queue_once(session, principal, spec, "rerun", idempotency_key, per_run)
 
 
 async def _existing_run(request: Request, experiment_id: int) -> int:
