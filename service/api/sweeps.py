@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.exceptions import RequestValidationError
 
 from core import cost, lifecycle, metric_store
-from core.models import Sweep
+from core.models import Experiment, Sweep
 from core.settings import get_settings
 from core.spec import MAX_INT
 from service import aggregates, exports, idempotency, quotas, sweep_store
@@ -88,9 +88,7 @@ def cancel_sweep(session: WriteSession, principal: CurrentPrincipal, sweep_id: i
     """Cancel every queued or running member (running ones stop at their worker's next flush)."""
     sweep = get_or_404(session, Sweep, sweep_id)
     check_may_change(principal, sweep.owner, f"sweep {sweep_id}")
-    members = sweep_store.member_rows(session, sweep_id)
-    canceled = [lifecycle.request_cancel(session, row.id) for row in members]
-    if not any(canceled):
+    if not lifecycle.request_cancel_where(session, Experiment.sweep_id == sweep_id):
         raise HTTPException(status_code=409, detail=f"sweep {sweep_id} has no run left to cancel")
     session.commit()
     return sweep_store.to_read(session, sweep)
