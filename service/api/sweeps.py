@@ -72,7 +72,7 @@ def list_sweeps(
 ) -> SweepList:
     """List sweeps, newest first, with member counts by status."""
     rows, count = sweep_store.list_sweeps(session, limit, offset)
-    return SweepList(data=[sweep_store.to_read(session, row) for row in rows], count=count)
+    return SweepList(data=sweep_store.to_reads(session, rows), count=count)
 
 
 @router.get("/{sweep_id}", response_model=SweepRead, responses=documented(404))
