@@ -42,7 +42,6 @@ class Principal:
     user: str | None
     """None with auth off (runs then have no owner)."""
     role: Role
-    token_id: int | None = None
 
 
 ANONYMOUS = Principal(user=None, role=Role.ADMIN)
@@ -99,7 +98,7 @@ async def current_principal(request: Request, _declared: DeclaredBearer = None) 
     secret = _bearer_secret(request)
     token = await brief_read(request, lambda engine: _authenticate(engine, secret))
     quotas.count_request(request.app.state.rate_limiter, str(token.id))
-    return Principal(user=token.user, role=Role(token.role), token_id=token.id)
+    return Principal(user=token.user, role=Role(token.role))
 
 
 def _authenticate(engine: Engine, secret: str) -> Token:
