@@ -122,20 +122,24 @@ def create_experiment(
 
 def request_cancel(session: Session, experiment_id: int) -> bool:
     """Cancel a queued run now, or flag a running one for its worker. False if already over."""
+    return request_cancel_where(session, Experiment.id == experiment_id) > 0
+
+
+def request_cancel_where(session: Session, which: ColumnElement[bool]) -> int:
+    """Cancel the queued runs `which` selects now and flag its running ones for their
+    workers, in two statements; how many of them were not over yet."""
     queued = (
         update(Experiment)
-        .where(Experiment.id == experiment_id, Experiment.status == Status.QUEUED)
+        .where(which, Experiment.status == Status.QUEUED)
         .values(status=Status.CANCELED, finished_at=utcnow(), cancel_requested=True)
     )
-    connection = session.connection()  # its execute() answers with a rowcount
-    if connection.execute(queued).rowcount:
-        return True
     running = (
         update(Experiment)
-        .where(Experiment.id == experiment_id, Experiment.status == Status.RUNNING)
+        .where(which, Experiment.status == Status.RUNNING)
         .values(cancel_requested=True)
     )
-    return bool(connection.execute(running).rowcount)
+    connection = session.connection()  # its execute() answers with a rowcount
+    return int(connection.execute(queued).rowcount + connection.execute(running).rowcount)
 
 
 def claim_next(engine: Engine, worker_id: str) -> Claimed | None:

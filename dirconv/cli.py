@@ -461,7 +461,7 @@ def _add_metrics(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--names", help="comma-separated metric names (default: all)")
     parser.add_argument(
         "--max-points",
-        type=_positive_int,
+        type=_int_at_least(1),
         help=f"at most this many rows, evenly spread over the steps "
         f"(default: every step for --csv, {TABLE_ROWS} for the table)",
     )
@@ -471,11 +471,17 @@ def _add_metrics(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_metrics)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse `type` for integers from `minimum` up."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}")
+        return value
+
+    parse.__name__ = "int"  # argparse names it in "invalid int value: 'x'"
+    return parse
 
 
 def _metrics(client: Client, args: argparse.Namespace) -> int:
@@ -555,7 +561,7 @@ def _add_aggregate(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--stats", help="comma-separated (default mean,min,max,median)")
     parser.add_argument(
         "--max-points",
-        type=_at_least_two,
+        type=_int_at_least(2),
         default=TABLE_ROWS,
         help="at most this many steps (every k-th step; %(default)s)",
     )
@@ -564,13 +570,6 @@ def _add_aggregate(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--archived", action="store_true", help="include archived runs")
     parser.add_argument("--csv", action="store_true", help="CSV instead of a table")
     parser.set_defaults(handler=_aggregate)
-
-
-def _at_least_two(text: str) -> int:
-    value = int(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError("must be at least 2")
-    return value
 
 
 def _aggregate(client: Client, args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from core import aggregate, metric_store
 from core.models import Experiment, key_range
 from core.settings import get_settings
 from service import exports
-from service.api.deps import invalid
+from service.api.deps import comma_list, invalid
 
 Bounds = dict[str, int | None]
 
@@ -24,7 +24,7 @@ def parse_stats(stats: str | None) -> list[str]:
     """The statistics asked for (default mean, min, max, median); 422 naming `stats`."""
     if stats is None:
         return list(aggregate.DEFAULT_STATS)
-    chosen = list(dict.fromkeys(s.strip() for s in stats.split(",") if s.strip()))
+    chosen = comma_list(stats)
     unknown = [s for s in chosen if s not in aggregate.STATS]
     if unknown or not chosen:
         known = ", ".join(aggregate.STATS)
@@ -34,7 +34,7 @@ def parse_stats(stats: str | None) -> list[str]:
 
 def parse_by(by: str | None, grid: dict[str, Any]) -> list[str]:
     """The grid fields to group by; 422 naming `by` for any that is not one."""
-    chosen = list(dict.fromkeys(f.strip() for f in (by or "").split(",") if f.strip()))
+    chosen = comma_list(by or "")
     unknown = [field for field in chosen if field not in grid]
     if unknown:
         raise invalid(

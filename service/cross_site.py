@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -148,13 +148,17 @@ def document_refusals(app: FastAPI) -> None:
             return app.openapi_schema
         schema = generate()
         error = {"content": {"application/json": {"schema": {"$ref": ERROR_REF}}}}
-        for operations in schema.get("paths", {}).values():
-            for method, operation in operations.items():
-                if method.upper() in STATE_CHANGING:
-                    responses = operation.setdefault("responses", {})
-                    for status, description in REFUSALS.items():
-                        responses.setdefault(status, {"description": description, **error})
+        for operation in _state_changing(schema):
+            responses = operation.setdefault("responses", {})
+            for status, description in REFUSALS.items():
+                responses.setdefault(status, {"description": description, **error})
         app.openapi_schema = schema
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _state_changing(schema: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The schema's POST, PUT, PATCH and DELETE operations."""
+    for operations in schema.get("paths", {}).values():
+        yield from (op for method, op in operations.items() if method.upper() in STATE_CHANGING)

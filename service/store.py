@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from core.models import Experiment, ExperimentTag, WorkerRow, db_now, key_range, utcnow
+from core.models import Experiment, ExperimentTag, WorkerRow, db_now, utcnow
 from core.status import Status
 from service.schemas import ExperimentRead, Progress, WorkerRead
 
@@ -50,13 +50,6 @@ def list_experiments(
     page = query.order_by(*(wanted.order or [Experiment.created_at.desc(), Experiment.id.desc()]))
     rows = session.scalars(page.limit(limit).offset(offset)).all()
     return rows, count or 0
-
-
-def existing_ids(session: Session, experiment_ids: Sequence[int]) -> set[int]:
-    """Those of `experiment_ids` that name an experiment."""
-    storable = [i for i in experiment_ids if i in key_range(Experiment)]
-    query = select(Experiment.id).where(Experiment.id.in_(storable))
-    return set(session.scalars(query))
 
 
 def to_read(experiment: Experiment) -> ExperimentRead:

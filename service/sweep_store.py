@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from collections.abc import Sequence
 
 from pydantic import ValidationError
@@ -119,25 +120,33 @@ def member_rows(session: Session, sweep_id: int) -> Sequence[Experiment]:
 
 
 def to_read(session: Session, sweep: Sweep) -> SweepRead:
-    ids = session.scalars(
-        select(Experiment.id).where(Experiment.sweep_id == sweep.id).order_by(Experiment.id)
-    ).all()
-    by_status = dict(
-        session.execute(
-            select(Experiment.status, func.count())
-            .where(Experiment.sweep_id == sweep.id)
-            .group_by(Experiment.status)
-        ).all()
+    return to_reads(session, [sweep])[0]
+
+
+def to_reads(session: Session, sweeps: Sequence[Sweep]) -> list[SweepRead]:
+    """The sweeps with their member ids and counts by status, from one query for them all."""
+    members: dict[int, list[tuple[int, str]]] = {sweep.id: [] for sweep in sweeps}
+    query = (
+        select(Experiment.sweep_id, Experiment.id, Experiment.status)
+        .where(Experiment.sweep_id.in_(list(members)))
+        .order_by(Experiment.id)
     )
+    for sweep_id, experiment_id, status in session.execute(query):
+        members[sweep_id].append((experiment_id, status))
+    return [_read(sweep, members[sweep.id]) for sweep in sweeps]
+
+
+def _read(sweep: Sweep, members: list[tuple[int, str]]) -> SweepRead:
+    by_status = Counter(status for _, status in members)
     return SweepRead(
         id=sweep.id,
         name=sweep.name,
         base=sweep.base,
         grid=sweep.grid,
         created_at=sweep.created_at,
-        experiment_ids=list(ids),
-        total=len(ids),
-        counts={status: by_status.get(status, 0) for status in STATUSES},
+        experiment_ids=[experiment_id for experiment_id, _ in members],
+        total=len(members),
+        counts={status: by_status[status] for status in STATUSES},
         owner=sweep.owner,
     )
 

@@ -23,14 +23,21 @@ def api_with_tokens(folder: Path, **settings: str) -> Iterator[Stack]:
         yield running
 
 
+def tokens_cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m service tokens ARGS` on the stack's database, as an admin runs it."""
+    command = [sys.executable, "-m", "service", "tokens", *args]
+    return subprocess.run(
+        command, cwd=REPO_ROOT, env=stack.env, capture_output=True, text=True, timeout=120
+    )
+
+
 def create_token(stack: Stack, user: str, role: str) -> str:
     """A new token from the command line; it is printed alone on the last line of stdout."""
-    created = subprocess.run(
-        [sys.executable, "-m", "service", "tokens", "create", "--user", user, "--role", role],
-        cwd=REPO_ROOT,
-        env=stack.env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    created = tokens_cli(stack, "create", "--user", user, "--role", role)
+    created.check_returncode()
     return created.stdout.strip().splitlines()[-1]
+
+
+def bearer(secret: str) -> dict[str, str]:
+    """The header that presents a token."""
+    return {"Authorization": f"Bearer {secret}"}

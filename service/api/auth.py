@@ -13,7 +13,6 @@ import logging
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-import anyio
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
@@ -22,7 +21,7 @@ from sqlalchemy.orm import Session
 from core.models import Token
 from core.settings import get_settings
 from service import quotas, tokens
-from service.api.deps import brief_turn, busy
+from service.api.deps import brief_read
 from service.tokens import RANK, Role
 
 log = logging.getLogger("dirconv.auth")
@@ -43,7 +42,6 @@ class Principal:
     user: str | None
     """None with auth off (runs then have no owner)."""
     role: Role
-    token_id: int | None = None
 
 
 ANONYMOUS = Principal(user=None, role=Role.ADMIN)
@@ -98,12 +96,9 @@ async def current_principal(request: Request, _declared: DeclaredBearer = None) 
     if request.app.state.auth_mode == "off":
         return ANONYMOUS
     secret = _bearer_secret(request)
-    async with brief_turn(request) as admitted:
-        if not admitted:
-            raise busy("no free slot")
-        token = await anyio.to_thread.run_sync(_authenticate, request.app.state.engine, secret)
+    token = await brief_read(request, lambda engine: _authenticate(engine, secret))
     quotas.count_request(request.app.state.rate_limiter, str(token.id))
-    return Principal(user=token.user, role=Role(token.role), token_id=token.id)
+    return Principal(user=token.user, role=Role(token.role))
 
 
 def _authenticate(engine: Engine, secret: str) -> Token:

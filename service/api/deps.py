@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Annotated, TypeVar
 
 import anyio
 from fastapi import Depends, Header, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy import event
+from sqlalchemy import Engine, event
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
@@ -18,19 +18,17 @@ from core.cost import Overrun
 from core.db import IMMEDIATE
 from core.models import Base, key_range
 from core.settings import get_settings
+from core.spec import METRIC_NAMES
 from service import exports
 from service.idempotency import KeyReused
 
 RETRY_AFTER_SECONDS = "1"
 Row = TypeVar("Row", bound=Base)
+T = TypeVar("T")
 
 
 def busy(what: str) -> HTTPException:
     """A 503 with Retry-After: the database is busy (`what` says how)."""
-    return _busy(what)
-
-
-def _busy(what: str) -> HTTPException:
     return HTTPException(
         status_code=503,
         detail=f"database busy ({what}), retry shortly",
@@ -41,22 +39,25 @@ def _busy(what: str) -> HTTPException:
 async def _database_turn(request: Request) -> AsyncIterator[None]:
     """Admit at most DIRCONV_DB_CONCURRENCY requests to the database at once; the rest wait
     here, in the event loop and without a thread, for up to DIRCONV_DB_WAIT_SECONDS."""
-    gate = _gate(request)
-    with anyio.move_on_after(get_settings().db_wait_seconds) as waiting:
-        await gate.acquire()
-    if waiting.cancelled_caught:
-        raise _busy("no free slot")
-    try:
+    async with brief_turn(request) as admitted:
+        if not admitted:
+            raise busy("no free slot")
         yield
-    finally:
-        gate.release()
+
+
+async def brief_read(request: Request, read: Callable[[Engine], T]) -> T:
+    """`read(engine)` in a worker thread during a turn at the database; 503 if none came."""
+    async with brief_turn(request) as admitted:
+        if not admitted:
+            raise busy("no free slot")
+        return await anyio.to_thread.run_sync(read, request.app.state.engine)
 
 
 @asynccontextmanager
 async def brief_turn(request: Request) -> AsyncIterator[bool]:
-    """A turn at the database for one short read by a long-lived response (an event stream)
-    that must not hold a slot between reads: True once admitted, False if no slot came free
-    within DIRCONV_DB_WAIT_SECONDS."""
+    """A turn at the database (one of DIRCONV_DB_CONCURRENCY): True once admitted, False if
+    no slot came free within DIRCONV_DB_WAIT_SECONDS. A long-lived response (an event
+    stream) takes one for each short read, so that it holds none between reads."""
     gate = _gate(request)
     admitted = False
     with anyio.move_on_after(get_settings().db_wait_seconds):
@@ -95,7 +96,7 @@ def _pool_timeouts_as_busy(session: Session) -> Iterator[Session]:
     try:
         yield session
     except PoolTimeout as exc:
-        raise _busy("no free connection") from exc
+        raise busy("no free connection") from exc
 
 
 # "function" scope: the turn and the session end when the handler returns, before the
@@ -105,10 +106,12 @@ ReadSession = Annotated[Session, Depends(_read_session, scope="function")]
 WriteSession = Annotated[Session, Depends(_write_session, scope="function")]
 
 
-def get_or_404(session: Session, model: type[Row], ident: int) -> Row:
+def get_or_404(session: Session, model: type[Row], ident: int, *, lock: bool = False) -> Row:
     """The `model` row whose primary key is `ident`, or a 404 ("experiment 7 not found") if
-    there is none or `ident` lies outside the key column's range."""
-    row = session.get(model, ident) if ident in key_range(model) else None
+    there is none or `ident` lies outside the key column's range; `lock` holds it for update
+    until the transaction ends."""
+    in_range = ident in key_range(model)
+    row = session.get(model, ident, with_for_update=lock) if in_range else None
     if row is None:
         raise HTTPException(status_code=404, detail=f"{model.__name__.lower()} {ident} not found")
     return row
@@ -166,6 +169,39 @@ def invalid(location: tuple[str, ...], message: str) -> RequestValidationError:
     return RequestValidationError(
         [{"loc": location, "msg": message, "type": "value_error", "input": None}]
     )
+
+
+def comma_list(text: str) -> list[str]:
+    """The comma-separated items of `text`, stripped, blanks and repeats left out, in order."""
+    return list(dict.fromkeys(item.strip() for item in text.split(",") if item.strip()))
+
+
+def check_metric_name(name: str) -> None:
+    """422 naming the `name` query unless it is a metric's."""
+    if name not in METRIC_NAMES:
+        raise invalid(("query", "name"), f"unknown metric {name!r}; known: {_known_metrics()}")
+
+
+def check_step_range(start_step: int | None, end_step: int | None) -> None:
+    """422 naming `end_step` if it lies below `start_step`."""
+    if start_step is not None and end_step is not None and end_step < start_step:
+        raise invalid(("query", "end_step"), "end_step must not be below start_step")
+
+
+def _known_metrics() -> str:
+    return ", ".join(METRIC_NAMES)
+
+
+def metric_names(names: str | None) -> list[str] | None:
+    """The metric names asked for in the `names` query; None means those the run logs."""
+    if names is None:
+        return None
+    chosen = comma_list(names)
+    unknown = [n for n in chosen if n not in METRIC_NAMES]
+    if unknown or not chosen:
+        message = f"unknown metric name(s) {unknown}; known: {_known_metrics()}"
+        raise invalid(("query", "names"), message)
+    return chosen
 
 
 AcceptHeader = Annotated[

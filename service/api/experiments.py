@@ -4,7 +4,6 @@ import hashlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
-import anyio
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from sqlalchemy import Engine
@@ -13,16 +12,16 @@ from sqlalchemy.orm import Session
 from core import cost, lifecycle
 from core.models import STATUSES, Experiment, Sweep, key_range
 from core.settings import get_settings
-from core.spec import MAX_INT, METRIC_NAMES, ExperimentSpec
+from core.spec import MAX_INT, ExperimentSpec
 from service import events, idempotency, quotas, run_filters, store
 from service.api.auth import CurrentPrincipal, Principal, check_may_change
 from service.api.deps import (
     ReadSession,
     WriteSession,
-    brief_turn,
-    busy,
+    brief_read,
     get_or_404,
     invalid,
+    metric_names,
     refuse_overruns,
     reused_key_refused,
 )
@@ -80,6 +79,19 @@ def create_experiment(
 ) -> dict:
     """Create an experiment from a spec and queue it: every field is optional, and `{}` is
     the paper's run at depth 1. A request without a body is refused (422)."""
+    return _queue_once(session, principal, spec, "experiments", idempotency_key, digest)
+
+
+def _queue_once(
+    session: Session,
+    principal: Principal,
+    spec: ExperimentSpec,
+    scope: str,
+    key: str | None,
+    digest: str,
+) -> dict:
+    """Queue a run of `spec` for `principal`, limits and quotas checked, once per
+    idempotency key in `scope` (the answer first given to a key that comes again)."""
     settings = get_settings()
     refuse_overruns(cost.run_overruns(spec, settings))
 
@@ -88,7 +100,7 @@ def create_experiment(
         return store.to_read(lifecycle.create_experiment(session, spec, principal.user))
 
     with reused_key_refused():
-        return idempotency.once(session, "experiments", idempotency_key, digest, create)
+        return idempotency.once(session, scope, key, digest, create)
 
 
 @router.get("", response_model=ExperimentList)
@@ -148,13 +160,7 @@ def cancel_experiment(
 def _run_for_change(session: Session, principal: Principal, experiment_id: int) -> Experiment:
     """The run a request may change (404 if none, 403 if another user's), locked for this
     transaction: every endpoint that changes a run fetches it here."""
-    run = (
-        session.get(Experiment, experiment_id, with_for_update=True)
-        if experiment_id in key_range(Experiment)
-        else None
-    )
-    if run is None:
-        raise HTTPException(status_code=404, detail=f"experiment {experiment_id} not found")
+    run = get_or_404(session, Experiment, experiment_id, lock=True)
     check_may_change(principal, run.owner, f"experiment {experiment_id}")
     return run
 
@@ -219,30 +225,13 @@ def rerun_experiment(
     # The stored spec was validated at submit and holds every default filled in, which
     # validation would refuse as "given but not applicable": take it as it is.
     spec = ExperimentSpec.model_construct(**_run_for_change(session, principal, experiment_id).spec)
-    settings = get_settings()
-    refuse_overruns(cost.run_overruns(spec, settings))
-
-    def create() -> ExperimentRead:
-        quotas.check_run_quotas(session, principal.user, 1, cost.stored_points(spec), settings)
-        return store.to_read(lifecycle.create_experiment(session, spec, principal.user))
-
-    with reused_key_refused():
-        return idempotency.once(
-            session,
-            "rerun",
-            idempotency_key,
-            hashlib.sha256(f"{experiment_id}:{digest}".encode()).hexdigest(),
-            create,
-        )
+    per_run = hashlib.sha256(f"{experiment_id}:{digest}".encode()).hexdigest()
+    return _queue_once(session, principal, spec, "rerun", idempotency_key, per_run)
 
 
 async def _existing_run(request: Request, experiment_id: int) -> int:
     """404 before a stream opens for a run that does not exist."""
-    async with brief_turn(request) as admitted:
-        if not admitted:
-            raise busy("no free slot")
-        exists = await anyio.to_thread.run_sync(_exists, request.app.state.engine, experiment_id)
-    if not exists:
+    if not await brief_read(request, lambda engine: _exists(engine, experiment_id)):
         raise HTTPException(status_code=404, detail=f"experiment {experiment_id} not found")
     return experiment_id
 
@@ -259,13 +248,7 @@ def _event_names(
 ) -> list[str] | None:
     """The metrics whose points events carry (default: those the run logs); checked before
     the stream opens."""
-    if names is None:
-        return None
-    chosen = list(dict.fromkeys(n.strip() for n in names.split(",") if n.strip()))
-    unknown = [n for n in chosen if n not in METRIC_NAMES]
-    if unknown or not chosen:
-        raise invalid(("query", "names"), f"unknown metric name(s) {unknown}")
-    return chosen
+    return metric_names(names)
 
 
 def _event_cursor(

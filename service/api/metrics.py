@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from core import metric_store
 from core.metrics import METRICS
 from core.models import Experiment
-from core.spec import LOGGED_METRICS, MAX_INT, METRIC_NAMES
+from core.spec import LOGGED_METRICS, MAX_INT
 from service import aggregates, exports
 from service.api.deps import (
     ARROW_OR_JSON,
@@ -18,9 +18,12 @@ from service.api.deps import (
     ReadSession,
     arrow_response,
     check_answer_size,
+    check_metric_name,
+    check_step_range,
     get_or_404,
     invalid,
     json_response,
+    metric_names,
 )
 from service.api.errors import documented
 from service.schemas import (
@@ -160,9 +163,8 @@ def compare(
     runs found)."""
     arrow = exports.wants_arrow(accept)
     chosen = _parse_ids(ids)
-    if name not in METRIC_NAMES:
-        raise invalid(("query", "name"), f"unknown metric {name!r}; known: {_known()}")
-    _check_range(start_step, end_step)
+    check_metric_name(name)
+    check_step_range(start_step, end_step)
     known = set(aggregates.included_ids(session, chosen, archived))
     found = [i for i in chosen if i in known]
     bounds = {"start_step": start_step, "end_step": end_step}
@@ -196,8 +198,8 @@ def aggregate(
     `n` runs per step; the step grid is thinned to every k-th step by `max_points`."""
     chosen = _parse_ids(ids)
     chosen_stats = aggregates.parse_stats(stats)
-    _check_name(name)
-    _check_range(start_step, end_step)
+    check_metric_name(name)
+    check_step_range(start_step, end_step)
     found = aggregates.included_ids(session, chosen, archived)
     bounds = {"start_step": start_step, "end_step": end_step}
     content = {
@@ -207,11 +209,6 @@ def aggregate(
         **aggregates.aggregate_groups(session, [found], name, chosen_stats, bounds, max_points)[0],
     }
     return Response(exports.dumps(content), media_type="application/json")
-
-
-def _check_name(name: str) -> None:
-    if name not in METRIC_NAMES:
-        raise invalid(("query", "name"), f"unknown metric {name!r}; known: {_known()}")
 
 
 def _windows(
@@ -234,8 +231,8 @@ def _checked(
 ) -> list[str]:
     """The metric names asked for (by default those the run logs), once the query and the
     experiment are known good."""
-    chosen = _parse_names(names)
-    _check_range(start_step, end_step)
+    chosen = metric_names(names)
+    check_step_range(start_step, end_step)
     experiment = get_or_404(session, Experiment, experiment_id)
     return chosen or list(LOGGED_METRICS[experiment.spec["optimizer"]])
 
@@ -255,22 +252,6 @@ def _read(
     )
 
 
-def _check_range(start_step: int | None, end_step: int | None) -> None:
-    if start_step is not None and end_step is not None and end_step < start_step:
-        raise invalid(("query", "end_step"), "end_step must not be below start_step")
-
-
-def _parse_names(names: str | None) -> list[str] | None:
-    """The metric names asked for; None means those the run logs."""
-    if names is None:
-        return None
-    chosen = list(dict.fromkeys(n.strip() for n in names.split(",") if n.strip()))
-    unknown = [n for n in chosen if n not in METRIC_NAMES]
-    if unknown or not chosen:
-        raise invalid(("query", "names"), f"unknown metric name(s) {unknown}; known: {_known()}")
-    return chosen
-
-
 def _parse_ids(ids: str) -> list[int]:
     parts = [part.strip() for part in ids.split(",") if part.strip()]
     if not parts or len(parts) > MAX_COMPARE_IDS:
@@ -278,10 +259,6 @@ def _parse_ids(ids: str) -> list[int]:
     if not all(part.isascii() and part.isdigit() and 1 <= int(part) <= MAX_INT for part in parts):
         raise invalid(("query", "ids"), f"ids must be integers from 1 to {MAX_INT}")
     return list(dict.fromkeys(int(part) for part in parts))
-
-
-def _known() -> str:
-    return ", ".join(METRIC_NAMES)
 
 
 def _attachment(experiment_id: int, suffix: str) -> dict[str, str]:

@@ -6,9 +6,9 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.exceptions import RequestValidationError
 
 from core import cost, lifecycle, metric_store
-from core.models import Sweep
+from core.models import Experiment, Sweep
 from core.settings import get_settings
-from core.spec import MAX_INT, METRIC_NAMES
+from core.spec import MAX_INT
 from service import aggregates, exports, idempotency, quotas, sweep_store
 from service.api.auth import CurrentPrincipal, check_may_change
 from service.api.deps import (
@@ -18,8 +18,9 @@ from service.api.deps import (
     WriteSession,
     arrow_response,
     check_answer_size,
+    check_metric_name,
+    check_step_range,
     get_or_404,
-    invalid,
     json_response,
     reused_key_refused,
 )
@@ -71,7 +72,7 @@ def list_sweeps(
 ) -> SweepList:
     """List sweeps, newest first, with member counts by status."""
     rows, count = sweep_store.list_sweeps(session, limit, offset)
-    return SweepList(data=[sweep_store.to_read(session, row) for row in rows], count=count)
+    return SweepList(data=sweep_store.to_reads(session, rows), count=count)
 
 
 @router.get("/{sweep_id}", response_model=SweepRead, responses=documented(404))
@@ -87,9 +88,7 @@ def cancel_sweep(session: WriteSession, principal: CurrentPrincipal, sweep_id: i
     """Cancel every queued or running member (running ones stop at their worker's next flush)."""
     sweep = get_or_404(session, Sweep, sweep_id)
     check_may_change(principal, sweep.owner, f"sweep {sweep_id}")
-    members = sweep_store.member_rows(session, sweep_id)
-    canceled = [lifecycle.request_cancel(session, row.id) for row in members]
-    if not any(canceled):
+    if not lifecycle.request_cancel_where(session, Experiment.sweep_id == sweep_id):
         raise HTTPException(status_code=409, detail=f"sweep {sweep_id} has no run left to cancel")
     session.commit()
     return sweep_store.to_read(session, sweep)
@@ -111,10 +110,7 @@ def read_sweep_metrics(
     """One metric of every member, with the member's status and grid values (JSON), or its
     points as an Arrow IPC stream (Accept: application/vnd.apache.arrow.stream)."""
     arrow = exports.wants_arrow(accept)
-    if name not in METRIC_NAMES:
-        raise RequestValidationError(
-            [{"loc": ("query", "name"), "msg": f"unknown metric {name!r}", "type": "value_error"}]
-        )
+    check_metric_name(name)
     get_or_404(session, Sweep, sweep_id)
     rows = sweep_store.member_rows(session, sweep_id)
     ids = [row.id for row in rows]
@@ -155,10 +151,8 @@ def aggregate_sweep(
 ) -> Response:
     """One group per distinct combination of the `by` grid fields, each aggregating one
     metric over its members (typically the seeds), groups ordered by their values."""
-    if name not in METRIC_NAMES:
-        raise invalid(("query", "name"), f"unknown metric {name!r}")
-    if start_step is not None and end_step is not None and end_step < start_step:
-        raise invalid(("query", "end_step"), "end_step must not be below start_step")
+    check_metric_name(name)
+    check_step_range(start_step, end_step)
     chosen_stats = aggregates.parse_stats(stats)
     sweep = get_or_404(session, Sweep, sweep_id)
     fields = aggregates.parse_by(by, sweep.grid)

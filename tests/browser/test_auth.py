@@ -13,7 +13,7 @@ from selenium.webdriver.common.by import By
 
 from tests.browser.test_dashboard import _status, _wait
 from tests.e2e.stack import Stack
-from tests.tokens import api_with_tokens, create_token
+from tests.tokens import api_with_tokens, bearer, create_token
 
 TOKEN_KEY = "dirconv.token"
 CREATE_BUTTONS = ["#submit-run", "#preset-paper", '[data-nav="new"]', 'h1 a[href="#/new"]']
@@ -41,8 +41,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredDashboa
 
 
 def _submit(url: str, token: str) -> int:
-    headers = {"Authorization": f"Bearer {token}"}
-    created = httpx.post(f"{url}/experiments", json={"steps": 100}, headers=headers)
+    created = httpx.post(f"{url}/experiments", json={"steps": 100}, headers=bearer(token))
     assert created.status_code == 201, created.text
     return created.json()["id"]
 
@@ -123,7 +122,7 @@ def test_member_may_cancel_its_own_run_only(secured, browser):
 
 
 def test_a_token_revoked_meanwhile_brings_the_form_back(secured, browser):
-    admin = {"Authorization": f"Bearer {secured.tokens['root']}"}
+    admin = bearer(secured.tokens["root"])
     admin["Content-Type"] = "application/json"  # DELETE too, body or not (else 415)
     body = {"user": "eve", "role": "reader"}
     made = httpx.post(f"{secured.url}/tokens", json=body, headers=admin)

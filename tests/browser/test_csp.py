@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 from selenium.webdriver.common.by import By
 
+from tests.browser.test_dashboard import _finished
 from tests.waiting import wait_for
 
 RECORD_VIOLATIONS = """
@@ -15,10 +16,6 @@ document.addEventListener("securitypolicyviolation", (event) => {
 });
 """
 VIEWS = ("#/", "#/runs/{id}", "#/compare?ids={id}", "#/new", "#/new-sweep")
-
-
-def _finished(api, experiment_id: int) -> bool:  # noqa: ANN001
-    return httpx.get(f"{api.url}/experiments/{experiment_id}").json()["status"] == "succeeded"
 
 
 def test_no_view_breaks_the_content_security_policy(api, browser) -> None:  # noqa: ANN001

@@ -4,58 +4,45 @@ revoke from the command line locks the API out at once, and no secret reaches a 
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import httpx
 import pytest
 
-from tests.e2e.stack import REPO_ROOT, Stack
-
-
-def _tokens_cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "service", "tokens", *args]
-    return subprocess.run(
-        command, cwd=REPO_ROOT, env=stack.env, capture_output=True, text=True, timeout=120
-    )
-
-
-def _bearer(secret: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {secret}"}
+from tests.e2e.stack import Stack
+from tests.tokens import bearer, tokens_cli
 
 
 @pytest.mark.slow
 def test_token_lifecycle_over_the_command_line_and_http(stack: Stack) -> None:
     stack.env["DIRCONV_AUTH"] = "tokens"
-    created = _tokens_cli(stack, "create", "--user", "root", "--role", "admin")
+    created = tokens_cli(stack, "create", "--user", "root", "--role", "admin")
     assert created.returncode == 0, created.stderr
     admin = created.stdout.strip().splitlines()[-1]
     assert admin.startswith("dirconv_") and " " not in admin
     stack.start_api()
 
     assert httpx.get(f"{stack.url}/experiments").status_code == 401
-    assert httpx.get(f"{stack.url}/me", headers=_bearer(admin)).json() == {
+    assert httpx.get(f"{stack.url}/me", headers=bearer(admin)).json() == {
         "user": "root",
         "role": "admin",
     }
     member = httpx.post(
-        f"{stack.url}/tokens", json={"user": "bob", "role": "member"}, headers=_bearer(admin)
+        f"{stack.url}/tokens", json={"user": "bob", "role": "member"}, headers=bearer(admin)
     ).json()
     run = httpx.post(
-        f"{stack.url}/experiments", json={"steps": 10}, headers=_bearer(member["token"])
+        f"{stack.url}/experiments", json={"steps": 10}, headers=bearer(member["token"])
     )
     assert run.json()["owner"] == "bob"
 
-    listed = _tokens_cli(stack, "list")
+    listed = tokens_cli(stack, "list")
     assert listed.returncode == 0
     assert "root" in listed.stdout and "bob" in listed.stdout
     assert admin not in listed.stdout and member["token"] not in listed.stdout
 
-    revoked = _tokens_cli(stack, "revoke", "--user", "bob")
+    revoked = tokens_cli(stack, "revoke", "--user", "bob")
     assert revoked.returncode == 0, revoked.stderr
-    answer = httpx.get(f"{stack.url}/me", headers=_bearer(member["token"]))
+    answer = httpx.get(f"{stack.url}/me", headers=bearer(member["token"]))
     assert answer.status_code == 401 and answer.json()["detail"] == "token revoked"
-    assert _tokens_cli(stack, "revoke", str(member["id"])).returncode == 1  # already revoked
+    assert tokens_cli(stack, "revoke", str(member["id"])).returncode == 1  # already revoked
 
     for secret in (admin, member["token"]):
         assert secret not in stack.logs()

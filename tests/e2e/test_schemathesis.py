@@ -20,6 +20,7 @@ from core.models import Token
 from service import tokens
 from service.tokens import Role
 from tests.e2e.stack import Stack
+from tests.tokens import bearer
 
 MAX_EXAMPLES = 25
 """Cases the fuzzing phase draws per operation; the examples and coverage phases add more."""
@@ -85,7 +86,7 @@ def _admin_headers(database_url: str) -> dict[str, str]:
         token, secret = tokens.create(session, "fuzzer", Role.ADMIN)
         session.execute(update(Token).where(Token.id == token.id).values(id=FUZZER_TOKEN_ID))
     engine.dispose()
-    return {"Authorization": f"Bearer {secret}"}
+    return bearer(secret)
 
 
 @pytest.mark.slow

@@ -179,7 +179,7 @@ def test_bad_aggregate_queries_name_their_field(client, db, query):
 def test_sweep_groups_leave_out_archived_members_unless_asked(client, db):
     sweep_id, members = _sweep(client, db)
     archived = next(iter(members))
-    client.delete(f"/experiments/{archived}", headers={"Content-Type": "application/json"})
+    client.delete(f"/experiments/{archived}")
     query = f"/sweeps/{sweep_id}/aggregate?by=depth,lr&stats=max"
     groups = client.get(query).json()["groups"]
     assert sum(len(group["ids"]) for group in groups) == len(members) - 1

@@ -3,29 +3,16 @@ chosen by the Accept header."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.ipc
 import pytest
 
-from core import metric_store
-from core.spec import METRIC_NAMES
 from dirconv.client import arrow_series
 from service import exports
+from tests.service.test_metrics_api import store_points
 
 ARROW = exports.ARROW_STREAM
-
-
-def _store(db, experiment_id: int, steps: int, seed: int = 0) -> None:  # noqa: ANN001
-    rng = np.random.default_rng(seed)
-    all_steps = np.arange(steps)
-    points = {name: (all_steps, rng.normal(size=steps)) for name in METRIC_NAMES}
-    points["loss"][1][[1, 2, 3]] = [math.nan, math.inf, -math.inf]
-    points["norm"] = (all_steps[::7], points["norm"][1][::7])  # a sparser metric
-    with db.begin() as connection:
-        metric_store.write_points(connection, experiment_id, points)
 
 
 def _arrow(client, url: str, params: dict | None = None) -> pa.Table:  # noqa: ANN001
@@ -47,7 +34,7 @@ def _same(left: np.ndarray, right: np.ndarray) -> None:
 
 def test_an_experiment_read_in_arrow_equals_the_json_answer(client, db):
     run = client.post("/experiments", json={"optimizer": "gd"}).json()["id"]
-    _store(db, run, 5000)
+    store_points(db, run, 5000)
     for params in ({}, {"names": "loss,norm", "start_step": 2, "end_step": 3000},
                    {"max_points": 100}, {"max_points": 100, "spacing": "log"}):  # fmt: skip
         url = f"/experiments/{run}/metrics"
@@ -71,7 +58,7 @@ def test_compare_and_sweep_reads_in_arrow_equal_their_json_answers(client, db):
     sweep = client.post("/sweeps", json={"base": {"steps": 600}, "grid": {"seed": [0, 1, 2]}})
     ids = sweep.json()["experiment_ids"]
     for seed, run in enumerate(ids[:2]):
-        _store(db, run, 600, seed)  # the third member has no points yet
+        store_points(db, run, 600, seed)  # the third member has no points yet
     for url, params, runs_key in (
         ("/metrics/compare", {"ids": ",".join(map(str, ids)), "name": "loss"}, "runs"),
         (f"/sweeps/{sweep.json()['id']}/metrics", {"name": "loss"}, "members"),
@@ -107,7 +94,7 @@ def test_compare_and_sweep_reads_in_arrow_equal_their_json_answers(client, db):
 )
 def test_accept_header_chooses_arrow_or_json(client, db, accept, arrow):
     run = client.post("/experiments", json={}).json()["id"]
-    _store(db, run, 10)
+    store_points(db, run, 10)
     headers = {"Accept": accept} if accept is not None else {}
     response = client.get(f"/experiments/{run}/metrics", headers=headers)
     assert response.status_code == 200
@@ -118,7 +105,7 @@ def test_accept_header_chooses_arrow_or_json(client, db, accept, arrow):
 def test_an_arrow_answer_past_its_limit_is_a_422_naming_max_points(client, db, settings_env):
     settings_env(MAX_ARROW_READ_POINTS=1000)
     run = client.post("/experiments", json={"optimizer": "gd"}).json()["id"]
-    _store(db, run, 600)
+    store_points(db, run, 600)
     headers = {"Accept": ARROW}
     response = client.get(f"/experiments/{run}/metrics", headers=headers)
     assert response.status_code == 422

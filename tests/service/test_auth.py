@@ -20,6 +20,7 @@ from service.api.auth import resolve_mode
 from service.main import create_app
 from service.tokens import Role
 from tests.conftest import api_client
+from tests.tokens import bearer
 
 OPEN = "open"
 ROUTES = {
@@ -100,10 +101,6 @@ def auth_app(database_url: str, db, settings_env) -> Iterator[tuple[TestClient, 
         made["expired"][0].expires_at = utcnow() - timedelta(seconds=1)
     with api_client(create_app(database_url)) as client:
         yield client, Secrets(**{name: secret for name, (_, secret) in made.items()})
-
-
-def bearer(secret: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {secret}"}
 
 
 def _route_keys(client: TestClient) -> set[tuple[str, str]]:

@@ -11,6 +11,7 @@ from core.db import make_engine, session_scope, upgrade_schema
 from service import tokens
 from service.main import create_app
 from service.tokens import Role
+from tests.tokens import bearer
 
 
 @pytest.fixture
@@ -30,7 +31,7 @@ def _admin_header(url: str) -> dict[str, str]:
     with session_scope(engine, write=True) as session:
         _, secret = tokens.create(session, "ada", Role.ADMIN)
     engine.dispose()
-    return {"Authorization": f"Bearer {secret}"}
+    return bearer(secret)
 
 
 @pytest.fixture(params=["off", "tokens"])

@@ -7,8 +7,6 @@ from sqlalchemy import update
 
 from core.models import Experiment
 
-JSON = {"Content-Type": "application/json"}
-
 
 def _create(client, **spec) -> int:
     response = client.post("/experiments", json={"steps": 50, **spec})

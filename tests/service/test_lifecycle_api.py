@@ -8,8 +8,6 @@ from sqlalchemy import select
 from core import lifecycle, metric_store
 from core.models import Experiment
 
-JSON = {"Content-Type": "application/json"}
-
 
 def _create(client, **spec) -> dict:
     response = client.post("/experiments", json={"optimizer": "gd", "steps": 50, **spec})
@@ -62,7 +60,7 @@ def test_archive_hides_a_run_until_restored(client, db):
             metric_store.write_points(
                 connection, run["id"], {"directional_error": (steps, steps + 1.0)}
             )
-    response = client.delete(f"/experiments/{archived['id']}", headers=JSON)
+    response = client.delete(f"/experiments/{archived['id']}")
     assert response.status_code == 204 and response.content == b""
     assert _listed(client) == [kept["id"]]
     assert _listed(client, "archived=true") == [archived["id"], kept["id"]]
@@ -75,7 +73,7 @@ def test_archive_hides_a_run_until_restored(client, db):
     assert aggregate["ids"] == [kept["id"], archived["id"]] and aggregate["n"][0] == 2
     compare = client.get(f"/metrics/compare?ids={ids}").json()
     assert [r["experiment_id"] for r in compare["runs"]] == [kept["id"]]
-    restored = client.post(f"/experiments/{archived['id']}/restore", headers=JSON)
+    restored = client.post(f"/experiments/{archived['id']}/restore")
     assert restored.status_code == 200 and restored.json()["archived"] is False
     assert sorted(_listed(client)) == sorted([kept["id"], archived["id"]])
 
@@ -84,7 +82,7 @@ def test_archiving_a_running_run_asks_its_worker_to_stop(client, db):
     run = _create(client)
     claimed = lifecycle.claim_next(db, "worker-1")
     assert claimed is not None and claimed.id == run["id"]
-    assert client.delete(f"/experiments/{run['id']}", headers=JSON).status_code == 204
+    assert client.delete(f"/experiments/{run['id']}").status_code == 204
     with db.connect() as connection:
         row = connection.execute(
             select(Experiment.archived, Experiment.cancel_requested, Experiment.status).where(
@@ -92,13 +90,13 @@ def test_archiving_a_running_run_asks_its_worker_to_stop(client, db):
             )
         ).one()
     assert tuple(row) == (True, True, "running")
-    assert client.delete("/experiments/999999", headers=JSON).status_code == 404
+    assert client.delete("/experiments/999999").status_code == 404
 
 
 def test_rerun_queues_the_same_spec_once_per_idempotency_key(client):
     run = _create(client, name="original", depth=2, seed=7)
-    client.post(f"/experiments/{run['id']}/cancel", headers=JSON)
-    headers = {**JSON, "Idempotency-Key": "rerun-1"}
+    client.post(f"/experiments/{run['id']}/cancel")
+    headers = {"Idempotency-Key": "rerun-1"}
     first = client.post(f"/experiments/{run['id']}/rerun", headers=headers)
     assert first.status_code == 201, first.text
     again = client.post(f"/experiments/{run['id']}/rerun", headers=headers)
@@ -108,7 +106,7 @@ def test_rerun_queues_the_same_spec_once_per_idempotency_key(client):
     assert rerun["spec"] == run["spec"]
     other = client.post(f"/experiments/{_create(client)['id']}/rerun", headers=headers)
     assert other.status_code == 422  # the key was used for another run's rerun
-    assert client.post("/experiments/999999/rerun", headers=JSON).status_code == 404
+    assert client.post("/experiments/999999/rerun").status_code == 404
 
 
 def test_every_run_read_carries_its_times(client, db):

@@ -14,15 +14,21 @@ from core.models import Experiment
 from core.spec import LOGGED_METRICS, METRIC_NAMES
 
 
-def _run_with_metrics(client, db, steps: int = 5000) -> int:
-    experiment_id = client.post("/experiments", json={"optimizer": "gd"}).json()["id"]
-    rng = np.random.default_rng(experiment_id)
+def store_points(db, experiment_id: int, steps: int, seed: int = 0) -> None:  # noqa: ANN001
+    """Random points of every metric at each of `steps` steps, `loss` with NaN and ±inf at
+    steps 1 to 3, `norm` at every 7th step only."""
+    rng = np.random.default_rng(seed)
     all_steps = np.arange(steps)
     points = {name: (all_steps, rng.normal(size=steps)) for name in METRIC_NAMES}
     points["loss"][1][[1, 2, 3]] = [math.nan, math.inf, -math.inf]
     points["norm"] = (all_steps[::7], points["norm"][1][::7])  # a sparser metric
     with db.begin() as connection:
         metric_store.write_points(connection, experiment_id, points)
+
+
+def _run_with_metrics(client, db, steps: int = 5000) -> int:
+    experiment_id = client.post("/experiments", json={"optimizer": "gd"}).json()["id"]
+    store_points(db, experiment_id, steps, seed=experiment_id)
     return experiment_id
 
 

@@ -19,6 +19,7 @@ from service import tokens
 from service.main import create_app
 from service.tokens import Role
 from tests.conftest import api_client
+from tests.tokens import bearer
 
 SMALL = {"steps": 10}
 
@@ -26,7 +27,7 @@ SMALL = {"steps": 10}
 def _tokens(db, *users: str) -> dict[str, dict[str, str]]:  # noqa: ANN001
     with session_scope(db, write=True) as session:
         made = {user: tokens.create(session, user, Role.MEMBER)[1] for user in users}
-    return {user: {"Authorization": f"Bearer {secret}"} for user, secret in made.items()}
+    return {user: bearer(secret) for user, secret in made.items()}
 
 
 @pytest.fixture

@@ -21,6 +21,19 @@ def test_sweep_is_the_cartesian_product_of_its_grid(client):
     assert client.get("/sweeps").json()["count"] == 1
 
 
+def test_listed_sweeps_each_carry_their_own_members_and_counts(client):
+    first = client.post("/sweeps", json={"base": {"steps": 10}, "grid": {"seed": [0, 1, 2]}})
+    second = client.post("/sweeps", json={"base": {"steps": 10}, "grid": {"seed": [0, 1]}})
+    client.post(f"/experiments/{second.json()['experiment_ids'][0]}/cancel")
+    listed = {sweep["id"]: sweep for sweep in client.get("/sweeps").json()["data"]}
+    for created in (first.json(), second.json()):
+        assert listed[created["id"]]["experiment_ids"] == created["experiment_ids"]
+    assert listed[first.json()["id"]]["counts"]["queued"] == 3
+    counts = listed[second.json()["id"]]["counts"]
+    assert counts["queued"] == 1 and counts["canceled"] == 1
+    assert listed[second.json()["id"]]["total"] == 2
+
+
 @pytest.mark.parametrize(
     ("body", "loc"),
     [
