@@ -94,20 +94,26 @@ CANDIDATE_CHUNK = 256
 
 
 @njit(cache=True, nogil=True)
+def _candidates(key, start, a, b):
+    """Candidates start, start + 1, ... of a step's stream into a and b (their two
+    coordinates): two flat arrays rather than one (n, 2), so the loop vectorises."""
+    for i in range(a.shape[0]):
+        a[i], b[i] = square_point(key, start + i)
+
+
+@njit(cache=True, nogil=True)
 def disk_points(key, count):
-    """The first `count` candidates of a step's stream that fall in the unit disk, in order.
-    Candidates are drawn a chunk at a time and kept without branches, so both loops can be
-    vectorised; rows beyond `count` are scratch."""
-    out = np.empty((count + CANDIDATE_CHUNK, 2))
-    candidates = np.empty((CANDIDATE_CHUNK, 2))
+    """The first `count` candidates of a step's stream that fall in the unit disk, in order,
+    as a (2, count) array. Candidates are drawn a chunk at a time and kept without branches;
+    columns beyond `count` are scratch."""
+    out = np.empty((2, count + CANDIDATE_CHUNK))
+    a, b = np.empty(CANDIDATE_CHUNK), np.empty(CANDIDATE_CHUNK)
     made, start = 0, 0
     while made < count:
+        _candidates(key, start, a, b)
         for i in range(CANDIDATE_CHUNK):
-            candidates[i, 0], candidates[i, 1] = square_point(key, start + i)
-        for i in range(CANDIDATE_CHUNK):
-            a, b = candidates[i, 0], candidates[i, 1]
-            out[made, 0], out[made, 1] = a, b
-            made += a * a + b * b < 1.0
+            out[0, made], out[1, made] = a[i], b[i]
+            made += a[i] * a[i] + b[i] * b[i] < 1.0
             if made == count:
                 break
         start += CANDIDATE_CHUNK
@@ -118,20 +124,12 @@ def disk_points(key, count):
 def fill_batch(x, y, teacher, key, step, distribution):
     """Batch of `step` for one stream: x (dim, n), one point per column, so the per-point
     loops run over contiguous memory, and labels y = sign(v.x) in {-1, +1}."""
-    dim, n = x.shape
     k = step_key(key, step)
-    if dim == 2 and distribution == UNIFORM_SPHERE:
-        # A uniform point (a, b) of the unit disk has a uniform angle; doubling it with
-        # ((a^2 - b^2), 2ab) / r^2 needs no trigonometry.
-        disk = disk_points(k, n)
-        for j in range(n):
-            a, b = disk[j, 0], disk[j, 1]
-            inverse = 1.0 / (a * a + b * b)
-            x0, x1 = (a * a - b * b) * inverse, 2.0 * a * b * inverse
-            x[0, j], x[1, j] = x0, x1
-            y[j] = 1.0 if x0 * teacher[0] + x1 * teacher[1] >= 0.0 else -1.0
+    if x.shape[0] == 2 and distribution == UNIFORM_SPHERE:
+        _fill_circle(x, y, teacher, k)
         return
     _fill_normals(x, k)
+    dim, n = x.shape
     if distribution == UNIFORM_SPHERE:
         for j in range(n):
             norm = 0.0
@@ -148,6 +146,33 @@ def fill_batch(x, y, teacher, key, step, distribution):
         y[j] = 1.0 if dot[j] >= 0.0 else -1.0
 
 
+@njit(cache=True, nogil=True, error_model="numpy")  # no zero check: the division vectorises
+def _fill_circle(x, y, teacher, k):
+    """Uniform points on the circle: the disk points of the stream with their angle doubled,
+    ((a^2 - b^2), 2ab) / r^2, which needs no trigonometry. Every candidate is mapped and
+    labelled in vectorised loops, then those inside the disk are kept in order."""
+    n = x.shape[1]
+    a, b, label = np.empty(CANDIDATE_CHUNK), np.empty(CANDIDATE_CHUNK), np.empty(CANDIDATE_CHUNK)
+    inside = np.empty(CANDIDATE_CHUNK, dtype=np.int64)
+    v0, v1 = teacher[0], teacher[1]
+    made, start = 0, 0
+    while made < n:
+        _candidates(k, start, a, b)
+        for i in range(CANDIDATE_CHUNK):
+            squared = a[i] * a[i] + b[i] * b[i]
+            inverse = 1.0 / squared
+            x0, x1 = (a[i] * a[i] - b[i] * b[i]) * inverse, 2.0 * a[i] * b[i] * inverse
+            a[i], b[i] = x0, x1
+            label[i] = 2.0 * (x0 * v0 + x1 * v1 >= 0.0) - 1.0
+            inside[i] = squared < 1.0
+        for i in range(CANDIDATE_CHUNK):
+            x[0, made], x[1, made], y[made] = a[i], b[i], label[i]
+            made += inside[i]
+            if made == n:
+                break
+        start += CANDIDATE_CHUNK
+
+
 @njit(cache=True, nogil=True)
 def _fill_normals(x, k):
     """Standard normals in row-major order, two from each disk point (Marsaglia's polar
@@ -156,7 +181,7 @@ def _fill_normals(x, k):
     total = n * dim
     disk = disk_points(k, (total + 1) // 2)
     for made in range(total):
-        a, b = disk[made // 2, 0], disk[made // 2, 1]
+        a, b = disk[0, made // 2], disk[1, made // 2]
         r2 = a * a + b * b
         factor = math.sqrt(-2.0 * math.log(r2) / r2)
         x[made % dim, made // dim] = (a if made % 2 == 0 else b) * factor
