@@ -5,8 +5,8 @@ will store. The API refuses a run or sweep past `DIRCONV_MAX_RUN_BYTES`,
 The memory estimate follows what the trainers allocate (worker/engine.py, worker/kernels.py,
 worker/trainers/torch_group.py): one data batch x (dim x size) and labels y per data stream, float64
 scratch of a few words per point, per-member batch temporaries on the torch path (margins,
-slopes), and each member's weights three times over (the weights, the update's scratch, a
-checkpoint copy).
+slopes), each member's weights three times over (the weights, the update's scratch, a
+checkpoint copy), and the two windows of batches a group drawing ahead holds (sgd on the CPU).
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ SCRATCH_BYTES_PER_POINT = 48
 MEMBER_BYTES_PER_POINT = 16
 """Batch-wide temporaries one member holds on the torch path (margins and slopes)."""
 WEIGHT_COPIES = 3
+PREFETCH_WINDOW_BYTES = 8 << 20
+"""A group with a spare thread draws its batches ahead into two windows of about this size
+(worker/trainers/prefetch.py), or of one step each where one step's batches are larger."""
 BASE_BYTES = 1 << 20
 """Small fixed buffers of a group (metric rows of one block, chain vectors)."""
 
@@ -66,7 +69,19 @@ def member_bytes(spec: ExperimentSpec) -> int:
 def group_bytes(specs: Sequence[ExperimentSpec]) -> int:
     """Peak memory of `specs` training together as one group."""
     streams = {data_key(spec): data_bytes(spec) for spec in specs}
-    return BASE_BYTES + sum(streams.values()) + sum(member_bytes(spec) for spec in specs)
+    members = sum(member_bytes(spec) for spec in specs)
+    return BASE_BYTES + sum(streams.values()) + members + prefetch_bytes(specs)
+
+
+def prefetch_bytes(specs: Sequence[ExperimentSpec]) -> int:
+    """The two windows of batches drawn ahead, if the group draws ahead (sgd on the CPU)."""
+    drawing = [spec for spec in specs if spec.optimizer == "sgd" and spec.device != "cuda"]
+    batches = {data_key(spec): _batch_bytes(spec) for spec in drawing}
+    return 2 * max(PREFETCH_WINDOW_BYTES, sum(batches.values())) if batches else 0
+
+
+def _batch_bytes(spec: ExperimentSpec) -> int:
+    return batch_points(spec) * (spec.dim + 1) * _itemsize(spec)
 
 
 def stored_points(spec: ExperimentSpec) -> int:

@@ -58,10 +58,11 @@ class BlockInputs(NamedTuple):
     stream_of: np.ndarray  # (members,): the data stream each member reads
     keys: np.ndarray  # (streams,) uint64: the streams' counter-based keys
     teachers: np.ndarray  # (streams, dim)
-    x: np.ndarray  # (streams, dim, batch): the current batches; written when resampling
-    y: np.ndarray  # (streams, batch)
+    x: np.ndarray  # (slots, streams, dim, batch): the batches; slot 0 written when resampling
+    y: np.ndarray  # (slots, streams, batch)
     distribution: int  # UNIFORM_SPHERE or GAUSSIAN
     resample: bool  # a fresh batch every step (sgd), or the fixed sample (gd)
+    drawn: bool  # iteration i's batches wait in slot i, drawn ahead by `draw_block`
     step: int  # the first step of this block
     count: int  # iterations in this block
     total_steps: int
@@ -84,7 +85,7 @@ def _bits_to_float(_typingctx, bits):
 FAST = {"contract", "reassoc", "nsz", "arcp"}  # no nnan/ninf: divergence must stay visible
 UNIFORM_SPHERE, GAUSSIAN = 0, 1
 LOGISTIC, EXPONENTIAL = 0, 1
-LOSS_CHUNK = 32  # products of up to 32 factors in (1, 2] stay far below overflow
+LOSS_CHUNK = 1000  # a product of 1000 factors in (1, 2] stays below 2^1000: no overflow
 INV_LN2 = 1.0 / math.log(2.0)
 LN2_HI, LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10
 E = tuple((-1.0) ** i / math.factorial(i) for i in range(17))  # Taylor coefficients of e^-r
@@ -104,18 +105,16 @@ def _candidates(key, start, a, b):
 @njit(cache=True, nogil=True)
 def disk_points(key, count):
     """The first `count` candidates of a step's stream that fall in the unit disk, in order,
-    as a (2, count) array. Candidates are drawn a chunk at a time and kept without branches;
-    columns beyond `count` are scratch."""
+    as a (2, count + CANDIDATE_CHUNK) array whose columns beyond `count` are scratch.
+    Candidates are drawn a chunk at a time and kept without branches."""
     out = np.empty((2, count + CANDIDATE_CHUNK))
     a, b = np.empty(CANDIDATE_CHUNK), np.empty(CANDIDATE_CHUNK)
     made, start = 0, 0
-    while made < count:
+    while made < count:  # each chunk keeps at most CANDIDATE_CHUNK: the scratch suffices
         _candidates(key, start, a, b)
         for i in range(CANDIDATE_CHUNK):
             out[0, made], out[1, made] = a[i], b[i]
             made += a[i] * a[i] + b[i] * b[i] < 1.0
-            if made == count:
-                break
         start += CANDIDATE_CHUNK
     return out
 
@@ -148,29 +147,17 @@ def fill_batch(x, y, teacher, key, step, distribution):
 
 @njit(cache=True, nogil=True, error_model="numpy")  # no zero check: the division vectorises
 def _fill_circle(x, y, teacher, k):
-    """Uniform points on the circle: the disk points of the stream with their angle doubled,
-    ((a^2 - b^2), 2ab) / r^2, which needs no trigonometry. Every candidate is mapped and
-    labelled in vectorised loops, then those inside the disk are kept in order."""
+    """Uniform points on the circle: the stream's disk points (a, b) with their angle
+    doubled, ((a^2 - b^2), 2ab) / r^2, which needs no trigonometry."""
     n = x.shape[1]
-    a, b, label = np.empty(CANDIDATE_CHUNK), np.empty(CANDIDATE_CHUNK), np.empty(CANDIDATE_CHUNK)
-    inside = np.empty(CANDIDATE_CHUNK, dtype=np.int64)
+    disk = disk_points(k, n)
     v0, v1 = teacher[0], teacher[1]
-    made, start = 0, 0
-    while made < n:
-        _candidates(k, start, a, b)
-        for i in range(CANDIDATE_CHUNK):
-            squared = a[i] * a[i] + b[i] * b[i]
-            inverse = 1.0 / squared
-            x0, x1 = (a[i] * a[i] - b[i] * b[i]) * inverse, 2.0 * a[i] * b[i] * inverse
-            a[i], b[i] = x0, x1
-            label[i] = 2.0 * (x0 * v0 + x1 * v1 >= 0.0) - 1.0
-            inside[i] = squared < 1.0
-        for i in range(CANDIDATE_CHUNK):
-            x[0, made], x[1, made], y[made] = a[i], b[i], label[i]
-            made += inside[i]
-            if made == n:
-                break
-        start += CANDIDATE_CHUNK
+    for j in range(n):
+        a, b = disk[0, j], disk[1, j]
+        inverse = 1.0 / (a * a + b * b)
+        x0, x1 = (a * a - b * b) * inverse, 2.0 * a * b * inverse
+        x[0, j], x[1, j] = x0, x1
+        y[j] = 2.0 * (x0 * v0 + x1 * v1 >= 0.0) - 1.0
 
 
 @njit(cache=True, nogil=True)
@@ -351,7 +338,7 @@ def train_block(block):
     params, offset, rows, cols = block.params, block.offset, block.rows, block.cols
     depth = block.depth
     x, y, teachers, out = block.x, block.y, block.teachers, block.out
-    members, streams, dim = depth.shape[0], block.keys.shape[0], x.shape[1]
+    members, streams, dim = depth.shape[0], block.keys.shape[0], x.shape[2]
     width = 1
     for m in range(members):
         for i in range(depth[m]):
@@ -359,13 +346,14 @@ def train_block(block):
     suffix = np.zeros((depth.max() + 1, width), dtype=x.dtype)
     h = np.zeros(width, dtype=x.dtype)
     h_next = np.zeros(width, dtype=x.dtype)
-    g = np.zeros(x.shape[1], dtype=x.dtype)
-    scratch = np.empty((3, x.shape[2]))
+    g = np.zeros(dim, dtype=x.dtype)
+    scratch = np.empty((3, x.shape[3]))
     logged, step, total_steps = 0, block.step, block.total_steps
-    for _ in range(block.count):
-        if block.resample:
+    for i in range(block.count):
+        slot = i if block.drawn else 0
+        if block.resample and not block.drawn:
             for s in range(streams):
-                fill_batch(x[s], y[s], teachers[s], block.keys[s], step, block.distribution)
+                fill_batch(x[0, s], y[0, s], teachers[s], block.keys[s], step, block.distribution)
         logs = step % block.log_every == 0 or step == total_steps
         if logs:
             block.out_steps[logged] = step
@@ -375,7 +363,9 @@ def train_block(block):
             s = block.stream_of[m]
             _suffix_chain(params, offset, rows, cols, m, depth[m], suffix)
             w = suffix[0, :dim]  # the scratch row is as wide as the widest layer
-            batch_loss, accuracy = _batch_pass(x[s], y[s], w, block.loss[m], g, scratch, logs)
+            batch_loss, accuracy = _batch_pass(
+                x[slot, s], y[slot, s], w, block.loss[m], g, scratch, logs
+            )
             if logs:
                 bal = balancedness(params, offset, rows, cols, m, depth[m])
                 _log_row(out, logged, m, block.columns, w, teachers[s], batch_loss, accuracy, bal)
@@ -386,3 +376,13 @@ def train_block(block):
             break
         step += 1
     return logged, step
+
+
+@njit(cache=True, nogil=True)
+def draw_block(x, y, keys, teachers, distribution, step):
+    """Every stream's batches of steps step, step + 1, ... into slots 0, 1, ... of x
+    (slots, streams, dim, batch) and y (slots, streams, batch), for `train_block` to read
+    with `drawn` set."""
+    for i in range(x.shape[0]):
+        for s in range(keys.shape[0]):
+            fill_batch(x[i, s], y[i, s], teachers[s], keys[s], step + i, distribution)

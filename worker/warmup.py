@@ -20,6 +20,9 @@ log = logging.getLogger("dirconv.worker")
 
 WARM_STEPS = 2
 """Steps of each tiny warm-up run: enough to go through logging and updating once."""
+WARM_THREADS = 2
+"""Threads of the warm-up runs: a lone run with a spare thread draws its batches ahead there
+(`kernels.draw_block`), so that path is compiled too."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ def warm_up(stopping: Callable[[], bool] = lambda: False) -> WarmUp:
     for spec in warm_specs(torch.cuda.is_available()):
         if stopping():  # a worker stopped while it compiles exits without waiting for it
             break
-        engine.run(spec, lambda _block: True)
+        engine.run_group([spec], lambda blocks: [True] * len(blocks), threads=WARM_THREADS)
     hits, misses = _cache_counts()
     result = WarmUp(time.perf_counter() - started, compiled=misses, loaded=hits)
     log.info(

@@ -101,14 +101,17 @@ def test_stored_points_count_what_a_run_logs(fields):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_the_memory_estimate_covers_the_groups_arrays(dtype):
+@pytest.mark.parametrize("seeds", [(0,), (0, 1)], ids=["lone-drawing-ahead", "sweep"])
+def test_the_memory_estimate_covers_the_groups_arrays(dtype, seeds):
     specs = [
         ExperimentSpec(dim=50, depth=depth, batch_size=20_000, seed=seed, dtype=dtype)
-        for depth in (1, 3)
-        for seed in (0, 1)
+        for depth in ((1,) if len(seeds) == 1 else (1, 3))
+        for seed in seeds
     ]
-    group = make_trainer(specs)
+    group = make_trainer(specs, threads=2)
+    assert (group.prefetch is not None) == (len(specs) == 1)
     allocated = group.x.nbytes + group.y.nbytes + group.params.nbytes
+    allocated += group.prefetch.nbytes() if group.prefetch is not None else 0
     assert cost.group_bytes(specs) >= allocated
     assert cost.group_bytes(specs) < 4 * allocated + cost.BASE_BYTES
 

@@ -46,10 +46,14 @@ def test_warm_up_compiles_both_dtypes_and_both_data_recipes():
     compiled = {signature[0].dtype.name for signature in kernels.fill_batch.signatures}
     assert compiled == {"float32", "float64"}
     assert len(kernels.train_block.signatures) == 2
+    assert {signature[0].dtype.name for signature in kernels.draw_block.signatures} == {
+        "float32",
+        "float64",
+    }
 
 
 def test_a_worker_stopped_while_warming_up_stops_compiling(monkeypatch: pytest.MonkeyPatch):
     ran = []
-    monkeypatch.setattr(warmup.engine, "run", lambda spec, _on_block: ran.append(spec))
+    monkeypatch.setattr(warmup.engine, "run_group", lambda specs, *_, **__: ran.extend(specs))
     warm_up(stopping=lambda: len(ran) == 1)
     assert len(ran) == 1

@@ -20,6 +20,7 @@ from worker.trainers.base import (
     metric_blocks,
     save_snapshot,
 )
+from worker.trainers.prefetch import Prefetcher
 
 
 class Group:
@@ -44,6 +45,7 @@ class Group:
             self._part(members) for members in threading_parts.split(self.stream_of, threads)
         ]
         self.threads = threads
+        self.prefetch = self._prefetcher() if self.resample and threads > len(self.parts) else None
         self._tables: dict[int, np.ndarray] = {}
         self.active = np.ones(len(specs), dtype=np.bool_)
         self.errors: list[str | None] = [None] * len(specs)
@@ -83,8 +85,8 @@ class Group:
         )
         self.teachers = np.array([by_stream[s][1] for s in range(len(streams))])
         size = first.n_samples if first.optimizer == "gd" else first.batch_size
-        self.x = np.empty((len(streams), first.dim, size), dtype=self.dtype)
-        self.y = np.empty((len(streams), size), dtype=self.dtype)
+        self.x = np.empty((1, len(streams), first.dim, size), dtype=self.dtype)
+        self.y = np.empty((1, len(streams), size), dtype=self.dtype)
         self.distribution = (
             kernels.UNIFORM_SPHERE if first.distribution == "uniform_sphere" else kernels.GAUSSIAN
         )
@@ -92,7 +94,7 @@ class Group:
         if not self.resample:
             for s in range(len(streams)):
                 kernels.fill_batch(
-                    self.x[s], self.y[s], self.teachers[s], self.keys[s], 0, self.distribution
+                    self.x[0, s], self.y[0, s], self.teachers[s], self.keys[s], 0, self.distribution
                 )
 
     def _part(self, members: np.ndarray) -> _Part:
@@ -107,14 +109,23 @@ class Group:
         return _Part(
             members, self.offset[members], self.rows[members], self.cols[members],
             self.depth[members], self.lr[members], self.loss[members], stream_of,
-            self.keys[streams], self.teachers[streams], self.x[streams], self.y[streams],
+            self.keys[streams], self.teachers[streams], self.x[:, streams], self.y[:, streams],
+        )  # fmt: skip
+
+    def _prefetcher(self) -> Prefetcher:
+        """Draws the batches ahead on a spare thread (one part leaves threads idle)."""
+        return Prefetcher(
+            self.keys, self.teachers, self.distribution, self.x.shape[2:], self.dtype,
+            self.total_steps, threading_parts.pool(self.threads),
         )  # fmt: skip
 
     def advance(self, count: int) -> list[MetricBlock]:
         """Up to `count` iterations: log when due, then update (the final step only logs)."""
         out = self._table(-1, count + 1, len(self.specs))
         out_steps = np.empty(count + 1, dtype=np.int64)
-        if len(self.parts) == 1:
+        if self.prefetch is not None:
+            logged = self._advance_drawn_ahead(count, out, out_steps)
+        elif len(self.parts) == 1:
             logged, self.step = kernels.train_block(self._inputs(count, out, out_steps))
         else:
             logged, self.step = self._advance_parts(count, out, out_steps)
@@ -130,6 +141,16 @@ class Group:
             table = self._tables[key] = np.empty((rows, members, len(METRIC_NAMES)))
         table[:rows] = np.nan
         return table[:rows]
+
+    def _advance_drawn_ahead(self, count: int, out: np.ndarray, out_steps: np.ndarray) -> int:
+        """The block in windows of batches drawn ahead (self.prefetch); returns rows logged."""
+        logged = done = 0
+        while done < count:
+            x, y = self.prefetch.batches(self.step, count - done)
+            inputs = self._inputs(len(x), out[logged:], out_steps[logged:])
+            rows, self.step = kernels.train_block(inputs._replace(x=x, y=y, drawn=True))
+            logged, done = logged + rows, done + len(x)
+        return logged
 
     def _advance_parts(self, count: int, out: np.ndarray, out_steps: np.ndarray) -> tuple[int, int]:
         """Each part's block on its own thread (the kernels release the GIL); every part logs
@@ -158,8 +179,8 @@ class Group:
         return kernels.BlockInputs(
             self.params, part.offset, part.rows, part.cols, part.depth, part.lr, part.loss,
             self.active if active is None else active, part.stream_of, part.keys,
-            part.teachers, part.x, part.y, self.distribution, self.resample, self.step, count,
-            self.total_steps, self.log_every, out, out_steps, kernels.COLUMNS,
+            part.teachers, part.x, part.y, self.distribution, self.resample, False, self.step,
+            count, self.total_steps, self.log_every, out, out_steps, kernels.COLUMNS,
         )  # fmt: skip
 
     def _check_finite(self) -> None:
