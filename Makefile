@@ -10,7 +10,7 @@ PORT ?= 8000
 VENDOR := service/web/vendor
 VENDOR_STAMP := $(VENDOR)/.installed-stamp
 
-.PHONY: install run test bench bench-store bench-gpu bench-load lint format clean
+.PHONY: install run test bench bench-store bench-gpu bench-load bench-cancel lint format clean
 
 install: $(STAMP) $(VENDOR_STAMP)
 
@@ -46,6 +46,10 @@ bench-gpu: $(STAMP)
 # 50 clients against a real API and worker: SQLite, then PostgreSQL when it is reachable.
 bench-load: $(STAMP)
 	$(BIN)/python -m bench.load
+
+# From POST .../cancel to a running run read back as canceled (the README promises 1 s).
+bench-cancel: $(STAMP)
+	$(BIN)/python -m bench.cancel
 
 # mypy checks core/ strictly (configured in pyproject.toml).
 lint: $(STAMP)

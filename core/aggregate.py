@@ -100,6 +100,8 @@ def statistics(
     values: np.ndarray, present: np.ndarray, stats: Sequence[str]
 ) -> dict[str, np.ndarray]:
     """Column-wise `stats` of `values` (runs x steps) over the entries `present` marks."""
+    if not len(values):  # no run found: NaN at every step (numpy's min and max refuse 0 rows)
+        return {stat: np.full(values.shape[1], np.nan) for stat in stats}
     with np.errstate(all="ignore"):
         n = present.sum(axis=0)
         ordered = np.sort(values, axis=0) if any(s in QUANTILES for s in stats) else None

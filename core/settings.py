@@ -23,6 +23,15 @@ MAX_ACTIVE_RUNS = 10_000
 MAX_USER_POINTS = 2_000_000_000
 RATE_LIMIT_PER_SECOND = 50.0
 RATE_BURST = 100
+MAX_COMPARE_IDS = 1000
+MAX_LIST_FILTER = 10_000
+MAX_PAGE_SIZE = 1000
+MAX_TOKEN_DAYS = 36_500
+MAX_DOWNSAMPLE_POINTS = 10_000_000
+MAX_THEORY_POINTS = 100_000
+TOKEN_DAYS_CEILING = 2_000_000
+"""Bound on DIRCONV_MAX_TOKEN_DAYS itself: today plus more days than this passes year 9999,
+which a datetime cannot hold."""
 
 
 def usable_cores() -> int:
@@ -57,6 +66,20 @@ class Settings(BaseSettings):
     """Most stored points one aggregate (GET /metrics/aggregate, /sweeps/{id}/aggregate) reads."""
     max_notes_chars: int = Field(default=10_000, ge=1)
     """Longest `notes` a run may carry (PATCH /experiments/{id}); longer gets 422."""
+    max_compare_ids: int = Field(default=MAX_COMPARE_IDS, ge=1)
+    """Most experiment ids one GET /metrics/compare or /metrics/aggregate may name."""
+    max_list_filter: int = Field(default=MAX_LIST_FILTER, ge=1)
+    """Most elements a list-valued `spec.<field>=[...]` filter of GET /experiments may hold."""
+    max_page_size: int = Field(default=MAX_PAGE_SIZE, ge=1)
+    """Largest `limit` (rows per page) of GET /experiments and GET /sweeps."""
+    max_downsample_points: int = Field(default=MAX_DOWNSAMPLE_POINTS, ge=2)
+    """Largest `max_points` a metrics read (a run's metrics, compare, aggregate, a sweep's
+    metrics or aggregate) may ask for: the downsampling buckets are sized by it."""
+    max_theory_points: int = Field(default=MAX_THEORY_POINTS, ge=2)
+    """Largest `max_points` of GET /experiments/{id}/theory: the flow is integrated to that
+    many steps."""
+    max_token_days: int = Field(default=MAX_TOKEN_DAYS, ge=1, le=TOKEN_DAYS_CEILING)
+    """Longest lifetime, in days, a new token may be given (POST /tokens, the tokens CLI)."""
     events_seconds: float = Field(default=0.5, gt=0, le=1)
     """How often an open event stream (GET /experiments/{id}/events) reads its run."""
     events_max_seconds: float = Field(default=300.0, gt=0)

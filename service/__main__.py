@@ -14,9 +14,10 @@ import uvicorn
 from sqlalchemy.orm import Session
 
 from core.db import make_engine, session_scope, upgrade_schema
+from core.settings import get_settings
 from service import tokens
 from service.main import create_app
-from service.tokens import MAX_EXPIRES_DAYS, Role
+from service.tokens import Role
 
 TOKEN_COLUMNS = ("id", "user", "role", "created_at", "expires_at", "revoked_at")
 
@@ -59,9 +60,11 @@ def _user(value: str) -> str:
 
 
 def _expires_days(value: str) -> int:
-    days = int(value) if value.isdigit() else 0
-    if not 1 <= days <= MAX_EXPIRES_DAYS:
-        raise argparse.ArgumentTypeError(f"a whole number of days from 1 to {MAX_EXPIRES_DAYS}")
+    days = int(value) if value.isascii() and value.isdigit() else 0
+    limit = get_settings().max_token_days
+    if not 1 <= days <= limit:
+        message = f"a whole number of days from 1 to {limit:,} (DIRCONV_MAX_TOKEN_DAYS)"
+        raise argparse.ArgumentTypeError(message)
     return days
 
 

@@ -22,6 +22,7 @@ from core.db import make_engine
 from core.settings import get_settings
 from service.api import api_router
 from service.api.auth import resolve_mode
+from service.api.paging import document_page_size
 from service.body_limit import BodyLimit
 from service.cross_site import CrossSiteGuard, document_refusals
 from service.quotas import OverLimit, make_limiter
@@ -73,6 +74,7 @@ def create_app(database_url: str | None = None, listen_host: str | None = None) 
         cors_origins=settings.cors_origins,
     )
     document_refusals(app)
+    document_page_size(app)
     app.add_exception_handler(OverLimit, _over_limit)
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(RequestValidationError, _invalid_request)

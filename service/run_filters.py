@@ -11,6 +11,7 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import BigInteger, ColumnElement, and_, case, cast
 
 from core.models import Experiment
+from core.settings import get_settings
 from core.spec import METRIC_NAMES, ExperimentSpec, is_storable_text
 from service.api.deps import invalid
 
@@ -26,8 +27,6 @@ SUMMARY_KEYS = (
 """Numeric summary fields a list may be sorted by."""
 NON_FINITE = ("NaN", "Infinity", "-Infinity")
 SORT_KEYS = ("id", "name", *TIME_KEYS, *SUMMARY_KEYS)
-MAX_LIST_FILTER = 10_000
-"""Most elements a list-valued spec filter may compare."""
 
 
 def spec_filters(query: Iterable[tuple[str, str]]) -> list[ColumnElement[bool]]:
@@ -112,8 +111,9 @@ def _adapter(annotation: Any) -> TypeAdapter[Any]:
 
 def _list_matches(field: str, values: list, parameter: str) -> ColumnElement[bool]:
     """Each element equal, and nothing after the last one."""
-    if len(values) > MAX_LIST_FILTER:
-        raise invalid(("query", parameter), f"at most {MAX_LIST_FILTER} elements")
+    cap = get_settings().max_list_filter
+    if len(values) > cap:
+        raise invalid(("query", parameter), f"at most {cap:,} elements (DIRCONV_MAX_LIST_FILTER)")
     same = [_scalar(Experiment.spec[(field, i)], value) for i, value in enumerate(values)]
     beyond = Experiment.spec[(field, len(values))].as_string().is_(None)
     return and_(Experiment.spec[field].as_string().is_not(None), *same, beyond)

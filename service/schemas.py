@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.settings import get_settings
 from core.spec import StorableName, clean_tags, is_storable_text
-from service.tokens import MAX_EXPIRES_DAYS, USER_PATTERN
+from service.tokens import USER_PATTERN
 
 
 class Progress(BaseModel):
@@ -262,7 +262,17 @@ class TokenCreate(BaseModel):
 
     user: str = Field(pattern=USER_PATTERN, description="1-100 of A-Z a-z 0-9 . _ @ + -")
     role: Literal["reader", "member", "admin"]
-    expires_days: int | None = Field(default=None, ge=1, le=MAX_EXPIRES_DAYS)
+    expires_days: int | None = Field(
+        default=None, ge=1, description="days the token lives, at most DIRCONV_MAX_TOKEN_DAYS"
+    )
+
+    @field_validator("expires_days")
+    @classmethod
+    def _lifetime_fits(cls, days: int | None) -> int | None:
+        limit = get_settings().max_token_days
+        if days is not None and days > limit:
+            raise ValueError(f"expires_days must be at most {limit:,} (DIRCONV_MAX_TOKEN_DAYS)")
+        return days
 
 
 class TokenRead(BaseModel):

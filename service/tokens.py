@@ -19,7 +19,6 @@ SECRET_PREFIX = "dirconv_"
 """Marks a dirconv token in logs and secret scanners."""
 SECRET_BYTES = 32
 USER_PATTERN = r"^[A-Za-z0-9._@+-]{1,100}$"
-MAX_EXPIRES_DAYS = 36_500
 
 
 class Role(StrEnum):

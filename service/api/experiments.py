@@ -26,6 +26,7 @@ from service.api.deps import (
     reused_key_refused,
 )
 from service.api.errors import documented
+from service.api.paging import PageSize
 from service.idempotency import BodyDigest, KeyHeader
 from service.schemas import ExperimentList, ExperimentPatch, ExperimentRead
 
@@ -107,12 +108,12 @@ def _queue_once(
 def list_experiments(
     request: Request,
     session: ReadSession,
+    limit: PageSize,
     status: StatusFilter | None = None,
     tag: Annotated[str | None, Query(max_length=100, pattern=NO_NUL)] = None,
     sweep_id: Annotated[int | None, Query(ge=1, le=key_range(Sweep)[-1])] = None,
     archived: Annotated[bool, Query(description="list archived runs too")] = False,
     sort: Annotated[str, Query(description=SORT_HELP, max_length=100)] = "-created_at",
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
     owner: Annotated[str | None, Query(pattern=OWNER_PATTERN)] = None,
 ) -> ExperimentList:

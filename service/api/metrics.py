@@ -5,11 +5,13 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from pydantic import AfterValidator
 from sqlalchemy.orm import Session
 
 from core import metric_store
 from core.metrics import METRICS
 from core.models import Experiment
+from core.settings import get_settings
 from core.spec import LOGGED_METRICS, MAX_INT
 from service import aggregates, exports
 from service.api.deps import (
@@ -37,12 +39,22 @@ from service.schemas import (
 router = APIRouter(prefix="/experiments", tags=["metrics"])
 compare_router = APIRouter(prefix="/metrics", tags=["metrics"])
 
-MAX_COMPARE_IDS = 1000
-"""Experiments one compare call may name."""
-
 StepQuery = Annotated[int | None, Query(ge=0, le=MAX_INT)]
 NamesQuery = Annotated[str | None, Query(description="comma-separated metric names")]
-MaxPointsQuery = Annotated[int | None, Query(ge=2, le=10_000_000)]
+
+
+def _within_downsample_cap(max_points: int | None) -> int | None:
+    cap = get_settings().max_downsample_points
+    if max_points is not None and max_points > cap:
+        raise ValueError(f"max_points must be at most {cap:,} (DIRCONV_MAX_DOWNSAMPLE_POINTS)")
+    return max_points
+
+
+MaxPointsQuery = Annotated[
+    int | None,
+    Query(ge=2, description="at most DIRCONV_MAX_DOWNSAMPLE_POINTS"),
+    AfterValidator(_within_downsample_cap),
+]
 SpacingQuery = Annotated[
     Literal["linear", "log"], Query(description="downsampling buckets: equal in step or log step")
 ]
@@ -254,8 +266,10 @@ def _read(
 
 def _parse_ids(ids: str) -> list[int]:
     parts = [part.strip() for part in ids.split(",") if part.strip()]
-    if not parts or len(parts) > MAX_COMPARE_IDS:
-        raise invalid(("query", "ids"), f"give 1 to {MAX_COMPARE_IDS} comma-separated ids")
+    cap = get_settings().max_compare_ids
+    if not parts or len(parts) > cap:
+        message = f"give 1 to {cap:,} comma-separated ids (DIRCONV_MAX_COMPARE_IDS)"
+        raise invalid(("query", "ids"), message)
     if not all(part.isascii() and part.isdigit() and 1 <= int(part) <= MAX_INT for part in parts):
         raise invalid(("query", "ids"), f"ids must be integers from 1 to {MAX_INT}")
     return list(dict.fromkeys(int(part) for part in parts))

@@ -26,6 +26,7 @@ from service.api.deps import (
 )
 from service.api.errors import documented
 from service.api.metrics import ArchivedQuery, MaxPointsQuery, StatsQuery, StepQuery
+from service.api.paging import PageSize
 from service.idempotency import BodyDigest, KeyHeader
 from service.schemas import (
     SweepAggregate,
@@ -67,7 +68,7 @@ def create_sweep(
 @router.get("", response_model=SweepList)
 def list_sweeps(
     session: ReadSession,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: PageSize,
     offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
 ) -> SweepList:
     """List sweeps, newest first, with member counts by status."""
@@ -103,7 +104,7 @@ def read_sweep_metrics(
     session: ReadSession,
     sweep_id: int,
     name: str = "directional_error",
-    max_points: Annotated[int | None, Query(ge=2, le=10_000_000)] = None,
+    max_points: MaxPointsQuery = None,
     spacing: Literal["linear", "log"] = "linear",
     accept: AcceptHeader = None,
 ) -> Response:

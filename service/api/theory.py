@@ -5,6 +5,7 @@ from functools import cache
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query
+from pydantic import AfterValidator
 
 from core import theory
 from core.models import Experiment
@@ -15,6 +16,7 @@ from service.schemas import TheoryRead
 
 router = APIRouter(prefix="/experiments", tags=["theory"])
 
+DEFAULT_THEORY_POINTS = 500
 SLOT_WAIT_SECONDS = 1.0
 """How long a request for a curve not yet computed waits for a free slot before its 503."""
 _curves = theory.CurveCache()
@@ -26,6 +28,13 @@ BUSY = {
 }
 
 
+def _within_theory_cap(max_points: int) -> int:
+    cap = get_settings().max_theory_points
+    if max_points > cap:
+        raise ValueError(f"max_points must be at most {cap:,} (DIRCONV_MAX_THEORY_POINTS)")
+    return max_points
+
+
 @router.get(
     "/{experiment_id}/theory",
     response_model=TheoryRead,
@@ -34,7 +43,11 @@ BUSY = {
 def read_theory(
     session: ReadSession,
     experiment_id: int,
-    max_points: Annotated[int, Query(ge=2, le=100_000)] = 500,
+    max_points: Annotated[
+        int,
+        Query(ge=2, description="at most DIRCONV_MAX_THEORY_POINTS"),
+        AfterValidator(_within_theory_cap),
+    ] = DEFAULT_THEORY_POINTS,
     spacing: Literal["linear", "log"] = "linear",
 ) -> TheoryRead:
     """The population gradient flow's directional error for this run's spec and init."""
@@ -44,7 +57,9 @@ def read_theory(
             ("path", "experiment_id"),
             "no theory curve: the flow describes balanced networks and init 'gaussian' is not",
         )
-    steps, errors = _curve(theory.FlowProblem.of(spec), max_points, spacing)
+    # Only the default can pass the cap (a value given is checked): it gives way to the cap.
+    points = min(max_points, get_settings().max_theory_points)
+    steps, errors = _curve(theory.FlowProblem.of(spec), points, spacing)
     return TheoryRead(
         experiment_id=experiment_id,
         steps=steps,

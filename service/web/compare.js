@@ -212,7 +212,7 @@ function varyingFields(runs) {
 async function runsOf(ids, sweepId) {
   const byId = {};
   if (features.lifecycle) {
-    const page = await api(`/experiments?sweep_id=${sweepId}&archived=true&limit=1000`);
+    const page = await api(`/experiments?sweep_id=${sweepId}&archived=true&limit=${features.pageSize}`);
     page.data.forEach((run) => { byId[run.id] = run; });
   }
   return Promise.all(ids.map((id) => byId[id] || api(`/experiments/${id}`)));

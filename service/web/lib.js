@@ -1,6 +1,7 @@
 // Shared by every page: the API wrapper, DOM and number helpers, page cleanup, feature detection.
 
 export const MAX_POINTS = 2000;   // points a chart asks for; the API thins long series
+export const LIST_ROWS = 200;     // rows a list page asks for (fewer if the API's page is smaller)
 export const LIST_POLL_MS = 2000;
 export const RUN_POLL_MS = 1000;  // only against an API without /experiments/{id}/events
 // 16 colours that stay apart on white (Kelly's list of maximum contrast, the palest left out).
@@ -14,6 +15,7 @@ export const app = document.getElementById("app");
 export const features = {
   sweeps: false, theory: false, compare: false, aggregate: false, sweepAggregate: false,
   lifecycle: false, events: false,
+  pageSize: 1000,  // the largest `limit` a list read takes (DIRCONV_MAX_PAGE_SIZE)
 };
 const cleanup = [];               // timers, streams and charts of the page on screen
 window.dirconv = { charts: {}, violations: [] };  // read by the browser tests
@@ -149,6 +151,8 @@ export async function detectFeatures() {
     features.lifecycle = has("/experiments/{}", "patch");
     features.events = has("/experiments/{}/events");
     specFields = spec.components?.schemas?.ExperimentSpec?.properties || null;
+    const limit = (paths["/experiments"]?.get?.parameters || []).find((p) => p.name === "limit");
+    features.pageSize = limit?.schema?.maximum || features.pageSize;
   } catch (_) { /* an API without its schema: every optional feature stays hidden */ }
   document.querySelectorAll("[data-feature]").forEach((node) => {
     node.hidden = !features[node.dataset.feature];

@@ -1,6 +1,6 @@
 // The runs list: filters (status, tag, name, spec values, sweep, archived), sort, selection.
 import {
-  ApiError, LIST_POLL_MS, STATUSES, api, app, badge, every, features, fmt, fmtDuration, h, num,
+  ApiError, LIST_POLL_MS, LIST_ROWS, STATUSES, api, app, badge, every, features, fmt, fmtDuration, h, num,
   progressBar, tagChips,
 } from "./lib.js";
 
@@ -39,7 +39,7 @@ function filterControls(query) {
 }
 
 function listParams(c) {
-  const params = new URLSearchParams({ limit: "200" });
+  const params = new URLSearchParams({ limit: String(Math.min(LIST_ROWS, features.pageSize)) });
   if (c.status.value) params.set("status", c.status.value);
   if (c.tag.value.trim()) params.set("tag", c.tag.value.trim());
   if (!features.lifecycle) return params;  // an older API knows none of the rest

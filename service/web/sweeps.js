@@ -1,6 +1,6 @@
 // The sweeps page: every sweep with its grid, member counts by status, and links to its
 // members (the runs list filtered by sweep) and to its grouped compare view.
-import { LIST_POLL_MS, STATUSES, api, app, every, features, fmt, h } from "./lib.js";
+import { LIST_POLL_MS, LIST_ROWS, STATUSES, api, app, every, features, fmt, h } from "./lib.js";
 
 const SEED_FIELDS = ["seed"];
 
@@ -44,7 +44,7 @@ export function renderSweeps() {
       h("div", { class: "table-scroll" }, h("table", { id: "sweeps" }, h("thead", {}, h("tr", {},
         ["id", "name", "grid", "runs", "by status", "", "created"].map((t) => h("th", {}, t)))), body))));
   every(LIST_POLL_MS, async () => {
-    const page = await api("/sweeps?limit=200");
+    const page = await api(`/sweeps?limit=${Math.min(LIST_ROWS, features.pageSize)}`);
     count.textContent = `${page.count} sweep${page.count === 1 ? "" : "s"}`;
     body.replaceChildren(...page.data.map(sweepRow));
     if (!page.data.length) body.append(h("tr", {}, h("td", { colspan: 7, class: "muted" }, "No sweeps yet.")));

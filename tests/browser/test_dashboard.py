@@ -147,7 +147,7 @@ def test_cancel_button_stops_a_running_run(api, browser):
     browser.get(f"{api.url}/#/runs/{experiment_id}")
     _wait(browser, lambda: _status(browser) == "running", "status running")
     browser.find_element(By.ID, "cancel").click()
-    _wait(browser, lambda: _status(browser) == "canceled", "status canceled", timeout=15)
+    _wait(browser, lambda: _status(browser) == "canceled", "status canceled")
 
 
 MODULES = ["app", "lib", "charts", "events", "runs", "run", "compare", "sweeps", "forms"]

@@ -106,6 +106,14 @@ def test_unknown_ids_are_missing_and_bad_stats_are_refused(client, db):
     assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["query", "name"]
 
 
+def test_an_aggregate_of_no_runs_found_is_empty_not_a_server_error(client):
+    answer = client.get("/metrics/aggregate?ids=999998,999999&stats=min,max,median,mean")
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["ids"] == [] and body["missing"] == [999998, 999999]
+    assert body["steps"] == [] and body["min"] == [] and body["median"] == []
+
+
 def test_reading_past_the_aggregate_bound_is_refused(client, db, settings_env):
     raw = _seeded_runs(client, db)
     settings_env(MAX_AGGREGATE_POINTS=1000)

@@ -112,6 +112,6 @@ def test_canceling_one_member_leaves_the_others_running(client, db):
             assert _read(client, other)["status"] == "running"
     finally:
         worker.stop()
-        thread.join(timeout=10)
+        wait_for(lambda: not thread.is_alive(), "the worker to stop", timeout=60)
     for other in others:
         assert client.get(f"/experiments/{other}").json()["status"] == "queued"
