@@ -34,6 +34,8 @@ log = logging.getLogger("dirconv.worker")
 PLAIN_ERRORS = (EngineError, ValueError, RuntimeError)
 """Errors whose message alone tells the user why their run failed."""
 
+MAX_FLUSH_SECONDS = 1.0
+"""However slow its writes, a worker writes (and so sees cancels) at least this often."""
 FORGET_WORKERS_AFTER_LEASES = 20
 """A registry row silent for this many leases is dropped when another worker starts."""
 
@@ -101,20 +103,30 @@ class MetricBuffer:
     """Holds the members' metric blocks and writes them in one transaction, by size or after
     `flush_seconds`, with checkpoints at least every `checkpoint_seconds`. The writes (series
     assembly, chunk encoding, the database) run on a writer thread while training goes on;
-    the training thread only hands blocks and snapshots over. `close()` ends the thread."""
+    the training thread only hands blocks and snapshots over. `close()` ends the thread.
+
+    A write rewrites the open chunk of each series whole, so its cost barely depends on how
+    many steps it brings: a large group whose writes take long writes less often
+    (`writer_share`), leaving the cores to training."""
 
     def __init__(self, db: Engine, members: list[Member], settings: Settings) -> None:
         self.db, self.members, self.settings = db, members, settings
         self.last_flush = self.last_checkpoint = time.monotonic()
         self._retry: dict[int, list[MetricBlock]] = {}
         self._written = True
+        self._write_seconds = 0.0
         self._tails = metric_store.Tails()
         self._writer = _Writer(self._write)
 
     def due(self) -> bool:
-        overdue = time.monotonic() - self.last_flush >= self.settings.flush_seconds
+        overdue = time.monotonic() - self.last_flush >= self.flush_interval()
         buffered = sum(member.pending_points() for member in self.members)
         return overdue or buffered >= self.settings.flush_points
+
+    def flush_interval(self) -> float:
+        """Seconds from one write's start to the next's."""
+        paced = min(self._write_seconds / self.settings.writer_share, MAX_FLUSH_SECONDS)
+        return max(self.settings.flush_seconds, paced)
 
     def checkpoint_due(self) -> bool:
         return time.monotonic() - self.last_checkpoint >= self.settings.checkpoint_seconds
@@ -163,6 +175,13 @@ class MetricBuffer:
 
     def _write(self, pending: list[_Pending]) -> None:
         """The writer thread's work: one transaction for all of `pending`."""
+        started = time.monotonic()
+        try:
+            self._record(pending)
+        finally:
+            self._write_seconds = time.monotonic() - started
+
+    def _record(self, pending: list[_Pending]) -> None:
         try:
             verdicts = queue.record_progress(
                 self.db, [item.progress() for item in pending], self._tails

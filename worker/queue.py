@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, delete, insert, update
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, update
 
 from core import metric_store
 from core.db import upsert, write_connection
-from core.lifecycle import Lease, holds
+from core.lifecycle import LEASE_PARAMETERS, Lease, holds, lease_parameters
 from core.models import Checkpoint, Experiment, WorkerRow, db_now
 
 RUNNING, CANCEL, LOST = "running", "cancel", "lost"
@@ -75,11 +75,15 @@ def record_progress(
     in one transaction. Returns each experiment's verdict: RUNNING, CANCEL (the user asked to
     cancel) or LOST (the lease is gone; nothing was written for it). `tails`, the writer's
     memory of the chunks it wrote last, is forgotten when the transaction fails."""
-    verdicts = {}
+    items = list(progress)
     try:
         with write_connection(engine) as connection, connection.begin():
-            for item in progress:
-                verdicts[item.lease.experiment_id] = _record(connection, item, tails)
+            verdicts = {item.lease.experiment_id: _advance(connection, item) for item in items}
+            held = [item for item in items if verdicts[item.lease.experiment_id] != LOST]
+            points = [(item.lease.experiment_id, item.points) for item in held]
+            metric_store.write_many(connection, points, tails)
+            for item in held:
+                _save_checkpoint(connection, item)
     except BaseException:
         if tails is not None:
             tails.clear()
@@ -87,22 +91,31 @@ def record_progress(
     return verdicts
 
 
-def _record(connection: Connection, item: Progress, tails: metric_store.Tails | None) -> str:
+_ADVANCE = (
+    update(Experiment)
+    .where(*holds(LEASE_PARAMETERS))
+    .values(progress_step=bindparam("step"))
+    .returning(Experiment.cancel_requested)
+)
+"""Record the step a run reached if its lease holds; built once (a group writes hundreds)."""
+
+
+def _advance(connection: Connection, item: Progress) -> str:
     # The lease check comes first: on PostgreSQL it locks the row against the reaper.
-    cancel_requested = connection.scalar(
-        update(Experiment)
-        .where(*holds(item.lease))
-        .values(progress_step=item.step)
-        .returning(Experiment.cancel_requested)
-    )
+    parameters = {**lease_parameters(item.lease), "step": item.step}
+    cancel_requested = connection.scalar(_ADVANCE, parameters)
     if cancel_requested is None:
         return LOST
-    metric_store.write_points(connection, item.lease.experiment_id, item.points, tails)
-    if item.checkpoint is not None:
-        _save_checkpoint(connection, item.lease.experiment_id, item.step, item.checkpoint)
     return CANCEL if cancel_requested else RUNNING
 
 
-def _save_checkpoint(connection: Connection, experiment_id: int, step: int, state: bytes) -> None:
-    row = {"experiment_id": experiment_id, "step": step, "state": state, "saved_at": db_now()}
+def _save_checkpoint(connection: Connection, item: Progress) -> None:
+    if item.checkpoint is None:
+        return
+    row = {
+        "experiment_id": item.lease.experiment_id,
+        "step": item.step,
+        "state": item.checkpoint,
+        "saved_at": db_now(),
+    }
     upsert(connection, Checkpoint, row, ["experiment_id"], ["step", "state", "saved_at"])

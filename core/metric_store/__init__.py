@@ -29,6 +29,7 @@ from core.metric_store.storage import (
     read_series,
     step_grid,
     windows,
+    write_many,
     write_points,
 )
 from core.metric_store.tails import Tails
@@ -56,5 +57,6 @@ __all__ = [
     "read_series",
     "step_grid",
     "windows",
+    "write_many",
     "write_points",
 ]

@@ -65,14 +65,21 @@ def sorted_unique(steps: np.ndarray, values: np.ndarray) -> SeriesArrays:
     """Sort by step; of repeated steps keep the last one given."""
     if steps.shape != values.shape or steps.ndim != 1:
         raise ValueError("steps and values must be 1-d arrays of one length")
+    take = _ascending(steps)
+    return SeriesArrays(steps, values) if take is None else SeriesArrays(steps[take], values[take])
+
+
+def _ascending(steps: np.ndarray) -> np.ndarray | None:
+    """The indices that sort 1-d `steps` keeping the last of repeated steps, or None if they
+    ascend strictly already; raises ValueError for a step out of range."""
     if len(steps) and not 0 <= steps.min() <= steps.max() < (MAX_CHUNK + 1) * CHUNK_STEPS:
         raise ValueError(f"steps must lie in [0, {(MAX_CHUNK + 1) * CHUNK_STEPS})")
-    if len(steps) > 1 and not (np.diff(steps) > 0).all():
-        order = np.argsort(steps, kind="stable")
-        steps, values = steps[order], values[order]
-        last_of_run = np.append(steps[1:] != steps[:-1], True)
-        steps, values = steps[last_of_run], values[last_of_run]
-    return SeriesArrays(steps, values)
+    if len(steps) < 2 or (np.diff(steps) > 0).all():
+        return None
+    order = np.argsort(steps, kind="stable")
+    ordered = steps[order]
+    last_of_run: np.ndarray = order[np.append(ordered[1:] != ordered[:-1], True)]
+    return last_of_run
 
 
 def run_starts(keys: np.ndarray) -> np.ndarray:
@@ -84,13 +91,50 @@ def run_starts(keys: np.ndarray) -> np.ndarray:
 
 def by_chunk(series: SeriesArrays) -> list[tuple[int, SeriesArrays]]:
     """The series cut at chunk borders: (chunk index, its points), ascending."""
-    chunk_ids = series.steps // CHUNK_STEPS
+    return [
+        (chunk, SeriesArrays(series.steps[start:end], series.values[start:end]))
+        for chunk, start, end in _chunk_cuts(series.steps)
+    ]
+
+
+def _chunk_cuts(steps: np.ndarray) -> list[tuple[int, int, int]]:
+    """(chunk, start, end) of each chunk's slice of ascending `steps`."""
+    chunk_ids = steps // CHUNK_STEPS
     starts = run_starts(chunk_ids).tolist()
     ends = [*starts[1:], len(chunk_ids)] if starts else []
-    return [
-        (int(chunk_ids[start]), SeriesArrays(series.steps[start:end], series.values[start:end]))
-        for start, end in zip(starts, ends, strict=True)
-    ]
+    return [(int(chunk_ids[start]), start, end) for start, end in zip(starts, ends, strict=True)]
+
+
+def chunked(points: Points) -> dict[tuple[str, int], SeriesArrays]:
+    """Each metric's points sorted, deduplicated (the last value of a step wins) and cut at
+    chunk borders, by (metric, chunk). Metrics that share one steps array (a worker's
+    blocks) are sorted and cut once."""
+    parts: dict[tuple[str, int], SeriesArrays] = {}
+    plans: dict[int, _Plan] = {}
+    for name, (steps, values) in as_arrays(points).items():
+        plan = plans.get(id(steps)) or plans.setdefault(id(steps), _Plan(steps))
+        parts.update(((name, chunk), part) for chunk, part in plan.cut(values))
+    return parts
+
+
+class _Plan:
+    """`sorted_unique` then `by_chunk` for any values given with one steps array."""
+
+    def __init__(self, steps: np.ndarray) -> None:
+        if steps.ndim != 1:
+            raise ValueError("steps and values must be 1-d arrays of one length")
+        self.size, self.take = len(steps), _ascending(steps)
+        self.steps = steps if self.take is None else steps[self.take]
+        self.cuts = _chunk_cuts(self.steps)
+
+    def cut(self, values: np.ndarray) -> list[tuple[int, SeriesArrays]]:
+        if values.shape != (self.size,):
+            raise ValueError("steps and values must be 1-d arrays of one length")
+        kept = values if self.take is None else values[self.take]
+        return [
+            (chunk, SeriesArrays(self.steps[start:end], kept[start:end]))
+            for chunk, start, end in self.cuts
+        ]
 
 
 def merge(old: SeriesArrays | None, new: SeriesArrays) -> SeriesArrays:

@@ -25,16 +25,14 @@ from core.metric_store.encoding import (
     OFFSET_DTYPE,
     Points,
     SeriesArrays,
-    as_arrays,
-    by_chunk,
+    chunked,
     clip,
     merge,
     pack,
-    sorted_unique,
     unpack,
     unpack_steps,
 )
-from core.metric_store.tails import Tails
+from core.metric_store.tails import Tails, Write
 from core.models import MetricChunk
 
 AnySelect = Select[*tuple[Any, ...]]
@@ -43,6 +41,8 @@ Bounds = dict[str, int | None]
 """{"start_step": ..., "end_step": ...}: a step range, either end optional."""
 MAX_CHUNKS_PER_QUERY = 1000
 """Chunks read back in one statement while merging a write (bounds the bound parameters)."""
+ROWS_PER_STATEMENT = 256
+"""Chunk rows a write sends in one batch: a tail row holds up to 40 KB, so about 10 MB."""
 EXPORT_WINDOW_CHUNKS = 4
 """Chunks of steps an export reads and encodes at a time: its memory stays bounded by about
 EXPORT_WINDOW_CHUNKS * CHUNK_STEPS rows, whatever the run's length."""
@@ -60,23 +60,55 @@ def write_points(
     """Store points inside the caller's transaction; idempotent per (metric, step), the newest
     value of a step wins. Returns how many distinct points were written. With `tails` (the
     caller's memory of what it wrote last), the chunks it holds are not read back."""
-    parts = {
-        (name, chunk): part
-        for name, (steps, values) in as_arrays(points).items()
-        for chunk, part in by_chunk(sorted_unique(steps, values))
-    }
-    keys = list(parts)
-    for first in range(0, len(keys), MAX_CHUNKS_PER_QUERY):
-        group = keys[first : first + MAX_CHUNKS_PER_QUERY]
-        unknown = [key for key in group if tails is None or not tails.holds(experiment_id, *key)]
-        old = _existing_chunks(connection, experiment_id, unknown) if unknown else {}
-        if tails is None:
-            rows = [pack(experiment_id, *key, merge(old.get(key), parts[key])) for key in group]
-        else:
-            writes = [(*key, old.get(key), parts[key]) for key in group]
-            rows = tails.pack(experiment_id, writes)
-        upsert(connection, MetricChunk, rows, CHUNK_KEY, CHUNK_CONTENT)
-    return sum(len(part.steps) for part in parts.values())
+    return write_many(connection, [(experiment_id, points)], tails)
+
+
+def write_many(
+    connection: Connection, batches: Sequence[tuple[int, Points]], tails: Tails | None = None
+) -> int:
+    """`write_points` for several experiments (a worker's group), their chunk rows sent in
+    batches of about ROWS_PER_STATEMENT."""
+    written, batch, size = 0, [], 0
+    for experiment_id, points in batches:
+        parts = chunked(points)
+        written += sum(len(part.steps) for part in parts.values())
+        stored = _stored(connection, experiment_id, list(parts), tails)
+        batch.append(
+            (experiment_id, [(*key, stored.get(key), part) for key, part in parts.items()])
+        )
+        size += len(parts)
+        if size >= ROWS_PER_STATEMENT:
+            _upsert_chunks(connection, batch, tails)
+            batch, size = [], 0
+    if size:
+        _upsert_chunks(connection, batch, tails)
+    return written
+
+
+def _stored(
+    connection: Connection, experiment_id: int, keys: list[tuple[str, int]], tails: Tails | None
+) -> dict[tuple[str, int], SeriesArrays]:
+    """The stored chunks among `keys` that `tails` does not hold."""
+    unknown = [key for key in keys if tails is None or not tails.holds(experiment_id, *key)]
+    stored: dict[tuple[str, int], SeriesArrays] = {}
+    for first in range(0, len(unknown), MAX_CHUNKS_PER_QUERY):
+        group = unknown[first : first + MAX_CHUNKS_PER_QUERY]
+        stored.update(_existing_chunks(connection, experiment_id, group))
+    return stored
+
+
+def _upsert_chunks(
+    connection: Connection, batch: list[tuple[int, list[Write]]], tails: Tails | None
+) -> None:
+    if tails is not None:
+        rows = tails.pack_many(batch)
+    else:
+        rows = [
+            pack(experiment_id, name, chunk, merge(stored, new))
+            for experiment_id, writes in batch
+            for name, chunk, stored, new in writes
+        ]
+    upsert(connection, MetricChunk, rows, CHUNK_KEY, CHUNK_CONTENT)
 
 
 def delete_points(connection: Connection, experiment_id: int) -> None:

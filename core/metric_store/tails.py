@@ -107,10 +107,17 @@ class Tails:
     def pack(self, experiment_id: int, writes: Sequence[Write]) -> list[dict[str, Any]]:
         """The rows of the written chunks once the new points join them, each remembered as
         its series' tail (a series' chunks come in ascending order)."""
-        touched = [self._joined(experiment_id, *write) for write in writes]
-        _sketch_all(touched)
-        names = [write[0] for write in writes]
-        return [tail.row(experiment_id, name) for tail, name in zip(touched, names, strict=True)]
+        return self.pack_many([(experiment_id, writes)])
+
+    def pack_many(self, batch: Sequence[tuple[int, Sequence[Write]]]) -> list[dict[str, Any]]:
+        """`pack` for several experiments, sketched together."""
+        touched = [
+            (experiment_id, write[0], self._joined(experiment_id, *write))
+            for experiment_id, writes in batch
+            for write in writes
+        ]
+        _sketch_all([tail for _, _, tail in touched])
+        return [tail.row(experiment_id, name) for experiment_id, name, tail in touched]
 
     def clear(self) -> None:
         self._tails.clear()

@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy import select
 
 from core import metric_store
-from core.metric_store import CHUNK_STEPS, SeriesArrays
-from core.metric_store.encoding import by_chunk, merge, pack
+from core.metric_store import CHUNK_STEPS, SeriesArrays, storage
+from core.metric_store.encoding import by_chunk, chunked, merge, pack, sorted_unique
 from core.metric_store.storage import CHUNK_CONTENT as CONTENT
 from core.models import MetricChunk
 from tests.core.test_metric_store import _experiment, store_db  # noqa: F401 - fixture
@@ -77,3 +77,45 @@ def test_writes_with_memory_store_the_rows_of_writes_without(store_db):  # noqa:
     rows = _rows(store_db, remembering)
     assert len(rows) > 4
     assert rows == _rows(store_db, reading)
+
+
+def test_a_groups_write_stores_the_rows_of_one_write_per_experiment(store_db, monkeypatch):  # noqa: F811
+    """write_many over several experiments, with memory and with several statements' worth of
+    rows, against write_points one experiment at a time without memory."""
+    monkeypatch.setattr(storage, "ROWS_PER_STATEMENT", 3)
+    together = [_experiment(store_db) for _ in range(3)]
+    alone = [_experiment(store_db) for _ in range(3)]
+    tails = metric_store.Tails()
+    runs = [_blocks(11 + k, 12) for k in range(3)]
+    for blocks in zip(*runs, strict=True):
+        batch = [
+            (
+                experiment_id,
+                {NAME: (block.steps, block.values), "acc": (block.steps, -block.values)},
+            )
+            for experiment_id, block in zip(together, blocks, strict=True)
+        ]
+        with store_db.begin() as connection:
+            metric_store.write_many(connection, batch, tails)
+            for experiment_id, (_, points) in zip(alone, batch, strict=True):
+                metric_store.write_points(connection, experiment_id, points)
+    for mine, reference in zip(together, alone, strict=True):
+        assert _rows(store_db, mine) == _rows(store_db, reference) != []
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_metrics_sharing_a_steps_array_are_cut_like_each_alone(seed):
+    """Unsorted steps with repeats (the last value of a step wins), across chunk borders."""
+    rng = np.random.default_rng(seed)
+    steps = rng.integers(0, 3 * CHUNK_STEPS, size=int(rng.integers(1, 5000)))
+    values = {name: rng.normal(size=len(steps)) for name in ("a", "b", "c")}
+    parts = chunked({name: (steps, column) for name, column in values.items()})
+    expected = {
+        (name, chunk): part
+        for name, column in values.items()
+        for chunk, part in by_chunk(sorted_unique(steps, column))
+    }
+    assert parts.keys() == expected.keys()
+    for key, part in parts.items():
+        assert np.array_equal(part.steps, expected[key].steps)
+        assert np.array_equal(part.values, expected[key].values)

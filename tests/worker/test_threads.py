@@ -127,3 +127,17 @@ def test_blocks_of_one_logged_row_keep_their_values_after_the_next_block():
     assert all(len(member[0].steps) == 1 for member in blocks)
     one_row_blocks = [float(member[1].values["loss"][0]) for member in blocks]
     assert one_row_blocks == _series(specs, threads=1)[1]["loss"]
+
+
+def test_slow_writes_are_spaced_to_keep_the_writer_thread_mostly_idle(client, db):
+    member = _running_member(client, db)
+    buffer = MetricBuffer(db, [member], Settings(flush_seconds=0.25, writer_share=0.2))
+    assert buffer.flush_interval() == 0.25  # no write yet
+    _add_steps(member, 0, 10)
+    assert buffer.flush_now()
+    assert buffer.flush_interval() == 0.25  # one quick write: the flush period holds
+    buffer._write_seconds = 0.1
+    assert buffer.flush_interval() == pytest.approx(0.5)  # busy at most a fifth of the time
+    buffer._write_seconds = 30.0
+    assert buffer.flush_interval() == loop.MAX_FLUSH_SECONDS  # cancels are still seen
+    buffer.close()
