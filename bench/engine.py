@@ -1,14 +1,17 @@
 """`make bench`: steps/s of the hand-written PyTorch loop against dirconv's worker path.
 
-Measured in one run on this machine, one thread each:
+Measured in one run on this machine:
   (a) the paper's run at depth 4, 20,000 steps, metrics every step;
   (b) a 16-member sweep (depth 1-4 x seed 0-3), in aggregate member-steps/s.
 "Worker path" is what a real worker does: claim from a SQLite database, train, write every
-metric point and the progress, summarise, finish. The profile splits its wall time into
-training (the engine alone, no database) and tracking (the rest), and the floor is the cost
-of just drawing 1,000 fresh points per step.
+metric point and the progress, summarise, finish. It runs as shipped, on every core the
+process may use (DIRCONV_THREADS' default), and again on one thread. The baseline is the
+hand-written loop at its best: the faster of torch on one thread and on every core. The
+profile splits the worker's wall time into training (the engine alone, no database, same
+threads) and tracking (the rest), and the floor is the cost of just drawing 1,000 fresh
+points per step on one thread.
 Then (c): sweeps of 16, 64 and 256 members (depth 1-4 x 4, 16, 64 seeds), worker path, on one
-thread, two threads and every core the process may use (DIRCONV_THREADS).
+thread, two threads and every core the process may use.
 """
 
 from __future__ import annotations
@@ -54,8 +57,9 @@ TARGETS = {
 }
 
 
-def naive_steps_per_second(steps: int) -> float:
-    command = [sys.executable, str(NAIVE), "--depth", "4", "--steps", str(steps), "--threads", "1"]
+def naive_steps_per_second(steps: int, threads: int = 1) -> float:
+    command = [sys.executable, str(NAIVE), "--depth", "4", "--steps", str(steps)]
+    command += ["--threads", str(threads)]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])["steps_per_second"]
 
@@ -66,13 +70,13 @@ def _worker_database(tmp: Path):
     return make_engine(url)
 
 
-def worker_single(tmp: Path, steps: int) -> float:
+def worker_single(tmp: Path, steps: int, threads: int) -> float:
     """Seconds for a worker to claim, run and record the paper's depth-4 run."""
     db = _worker_database(tmp)
     with session_scope(db, write=True) as session:
         lifecycle.create_experiment(session, ExperimentSpec(depth=4, steps=steps))
     started = time.perf_counter()
-    Worker(db, Settings()).run_one()
+    Worker(db, Settings(threads=threads)).run_one()
     return time.perf_counter() - started
 
 
@@ -120,9 +124,9 @@ def _in_temporary_directory(measure: Callable[[Path], float]) -> Callable[[], fl
     return run
 
 
-def engine_only(specs: list[ExperimentSpec]) -> float:
+def engine_only(specs: list[ExperimentSpec], threads: int = 1) -> float:
     started = time.perf_counter()
-    engine.run_group(specs, lambda blocks: [True] * len(blocks))
+    engine.run_group(specs, lambda blocks: [True] * len(blocks), threads=threads)
     return time.perf_counter() - started
 
 
@@ -145,26 +149,31 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--repeats", type=int, default=REPEATS, help="fastest of this many")
     args = parser.parse_args()
-    steps, repeats = args.steps, args.repeats
+    steps, repeats, cores = args.steps, args.repeats, usable_cores()
     torch.set_num_threads(1)
-    threads = sorted({1, 2, usable_cores()})
+    threads = sorted({1, 2, cores})
     members = [ExperimentSpec(steps=steps, depth=d, seed=s) for d in SWEEP_GRID["depth"]
                for s in SWEEP_GRID["seed"]]  # fmt: skip
-    engine_only([ExperimentSpec(depth=4, steps=50)])  # compile the kernels once, untimed
+    paper = [ExperimentSpec(depth=4, steps=steps)]
+    engine_only([ExperimentSpec(depth=4, steps=50)], cores)  # compile the kernels, untimed
+    in_tmp = _in_temporary_directory
     measures = {
         "naive": lambda: steps / naive_steps_per_second(steps),
-        "single": _in_temporary_directory(lambda tmp: worker_single(tmp, steps)),
-        "single_engine": lambda: engine_only([ExperimentSpec(depth=4, steps=steps)]),
-        "sweep": _in_temporary_directory(lambda tmp: worker_sweep(tmp, steps)),
-        "sweep_engine": lambda: engine_only(members),
+        "naive_cores": lambda: steps / naive_steps_per_second(steps, cores),
+        "single": in_tmp(lambda tmp: worker_single(tmp, steps, cores)),
+        "single_one": in_tmp(lambda tmp: worker_single(tmp, steps, 1)),
+        "single_engine": lambda: engine_only(paper, cores),
+        "sweep": in_tmp(lambda tmp: worker_sweep(tmp, steps, threads=cores)),
+        "sweep_one": in_tmp(lambda tmp: worker_sweep(tmp, steps, threads=1)),
+        "sweep_engine": lambda: engine_only(members, cores),
     }
+    if cores == 1:
+        del measures["naive_cores"]
     best = fastest(measures, repeats)
-    naive = steps / best.pop("naive")
-    floor = sampling_floor(steps)
-    _report(steps, naive, **best, floor=floor, size=len(members), repeats=repeats)
+    rates = {name: steps / seconds for name, seconds in best.items()}
+    _report(steps, rates, best, cores, size=len(members), repeats=repeats)
     scaling_steps = max(1, steps * SCALING_STEPS // STEPS)
-    rates = scaling(scaling_steps, threads, repeats)
-    _report_scaling(rates, threads, scaling_steps)
+    _report_scaling(scaling(scaling_steps, threads, repeats), threads, scaling_steps)
 
 
 def _verdict(key: str, value: float) -> str:
@@ -173,31 +182,51 @@ def _verdict(key: str, value: float) -> str:
     return f"(target {sense} {target:g} {unit}: {'PASS' if ok else 'FAIL'})"
 
 
-def _report(steps, naive, single, sweep, single_engine, sweep_engine, floor, size, repeats) -> None:  # noqa: ANN001, E501
-    single_rate, sweep_rate = steps / single, size * steps / sweep
-    tracking = 100 * (sweep - sweep_engine) / sweep_engine
+def _report(
+    steps: int,
+    rates: dict[str, float],
+    seconds: dict[str, float],
+    cores: int,
+    size: int,
+    repeats: int,
+) -> None:
+    naive = max(rates["naive"], rates.get("naive_cores", 0.0))
+    single, single_one = rates["single"], rates["single_one"]
+    sweep, sweep_one = size * rates["sweep"], size * rates["sweep_one"]
+    tracking = 100 * (seconds["sweep"] - seconds["sweep_engine"]) / seconds["sweep_engine"]
+    floor = sampling_floor(steps)
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    naive_cores = f", {rates['naive_cores']:.0f} on {cores} threads" if cores > 1 else ""
     lines = [
-        f"dirconv bench: {steps} steps, batch 1000, one thread, torch {torch.__version__}, "
-        f"fastest of {repeats} alternated rounds each, "
-        f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
-        f"naive reference loop (depth 4):      {naive:10.0f} steps/s",
-        f"(a) worker, paper run at depth 4:    {single_rate:10.0f} steps/s   "
-        f"ratio {single_rate / naive:5.1f}x  {_verdict('single', single_rate / naive)}",
-        f"(b) worker, {size}-member sweep:       {sweep_rate:10.0f} member-steps/s   "
-        f"ratio {sweep_rate / naive:5.1f}x  {_verdict('sweep', sweep_rate / naive)}",
+        f"dirconv bench: {steps} steps, batch 1000, worker on {cores} thread(s) (the default) "
+        f"and on 1, torch {torch.__version__}, fastest of {repeats} alternated rounds each, "
+        f"load {load}",
+        f"naive reference loop (depth 4): {rates['naive']:.0f} steps/s on 1 thread"
+        f"{naive_cores}; baseline {naive:.0f}",
+        f"(a) worker, paper run at depth 4:    {single:10.0f} steps/s   "
+        f"ratio {single / naive:5.1f}x  {_verdict('single', single / naive)}",
+        f"    on one thread:                   {single_one:10.0f} steps/s   "
+        f"ratio {single_one / naive:5.1f}x",
+        f"(b) worker, {size}-member sweep:       {sweep:10.0f} member-steps/s   "
+        f"ratio {sweep / naive:5.1f}x  {_verdict('sweep', sweep / naive)}",
+        f"    on one thread:                   {sweep_one:10.0f} member-steps/s   "
+        f"ratio {sweep_one / naive:5.1f}x",
         f"(b) worker wall over training alone: {tracking:+.1f} %  "
         f"{_verdict('sweep_tracking', tracking)}",
-        "profile (a): "
-        f"training {single_engine:.3f} s, tracking (metric writes, progress, summary) "
-        f"{single - single_engine:.3f} s of {single:.3f} s",
-        "profile (b): "
-        f"training {sweep_engine:.3f} s, tracking {sweep - sweep_engine:.3f} s of {sweep:.3f} s; "
-        f"4 data streams shared by {size} members",
+        _profile("(a)", seconds["single_engine"], seconds["single"]),
+        _profile("(b)", seconds["sweep_engine"], seconds["sweep"])
+        + f"; 4 data streams shared by {size} members",
         f"floor: drawing 1000 fresh points per step alone: {steps / floor:.0f} steps/s "
-        f"({floor / steps * 1e6:.1f} us/step); (a) trains in {single_engine / steps * 1e6:.1f} "
-        f"us/step, so drawing data is {floor / single_engine:.0%} of its training time",
+        f"({floor / steps * 1e6:.1f} us/step on one thread)",
     ]
     print("\n".join(lines))
+
+
+def _profile(label: str, training: float, worker: float) -> str:
+    return (
+        f"profile {label}: training {training:.3f} s, tracking (metric writes, progress, "
+        f"summary) {worker - training:.3f} s of {worker:.3f} s"
+    )
 
 
 def _report_scaling(rates: dict[tuple[int, int], float], threads: list[int], steps: int) -> None:

@@ -32,7 +32,16 @@ from sqlalchemy.sql.expression import BindParameter, ColumnElement
 
 from core import metric_store
 from core.db import write_connection
-from core.models import Checkpoint, Claim, Experiment, ExperimentTag, WorkerRow, db_now, utcnow
+from core.models import (
+    Checkpoint,
+    Claim,
+    Experiment,
+    ExperimentTag,
+    MetricChunk,
+    WorkerRow,
+    db_now,
+    utcnow,
+)
 from core.spec import ExperimentSpec
 from core.status import Status
 
@@ -231,7 +240,24 @@ def claim_siblings(engine: Engine, worker_id: str, first: Claimed, limit: int) -
     )
     with write_connection(engine) as connection, connection.begin():
         rows = sorted(connection.execute(claim).all(), key=lambda row: row.id)
-        return [_resume(connection, worker_id, row) for row in rows]
+        return _start_afresh(connection, worker_id, rows) if rows else []
+
+
+def _start_afresh(connection: Connection, worker_id: str, rows: list[Any]) -> list[Claimed]:
+    """`_resume` for claimed runs without a checkpoint, in three statements for all of them:
+    they start at step 0, so any points an earlier attempt wrote go."""
+    ids = [row.id for row in rows]
+    connection.execute(delete(MetricChunk).where(MetricChunk.experiment_id.in_(ids)))
+    connection.execute(update(Experiment).where(Experiment.id.in_(ids)).values(progress_step=0))
+    claims = [
+        {"experiment_id": row.id, "worker_id": worker_id, "attempt": row.attempts} for row in rows
+    ]
+    connection.execute(insert(Claim).values(resumed_from_step=0, claimed_at=db_now()), claims)
+    return [
+        Claimed(Lease(row.id, worker_id, row.attempts), row.spec, None, 0, row.sweep_id,
+                row.batch_key)
+        for row in rows
+    ]  # fmt: skip
 
 
 def _resume(connection: Connection, worker_id: str, row: Any) -> Claimed:
@@ -274,20 +300,38 @@ def finish(
 ) -> bool:
     """Mark a run succeeded, failed or canceled and drop its checkpoint; False if the lease
     was lost (the run is someone else's now and stays as it is)."""
-    if status not in TRANSITIONS[Event.FINISH].targets:
-        raise ValueError(f"a run cannot finish as {str(status)!r}")
+    return finish_many(engine, [Ending(lease, status, summary, error)])[0]
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How one run ended, for `finish_many`."""
+
+    lease: Lease
+    status: Status
+    summary: dict[str, Any] | None = None
+    error: str | None = None
+
+
+def finish_many(engine: Engine, endings: list[Ending]) -> list[bool]:
+    """`finish` for several runs in one transaction (a group's members that end together)."""
+    for ending in endings:
+        if ending.status not in TRANSITIONS[Event.FINISH].targets:
+            raise ValueError(f"a run cannot finish as {str(ending.status)!r}")
     with write_connection(engine) as connection, connection.begin():
-        ended = connection.execute(
-            update(Experiment)
-            .where(*holds(lease))
-            .values(status=status, summary=summary, error=error, finished_at=utcnow())
-        )
-        if not ended.rowcount:
-            return False
-        connection.execute(
-            delete(Checkpoint).where(Checkpoint.experiment_id == lease.experiment_id)
-        )
-        return True
+        ended = [_finish(connection, ending) for ending in endings]
+        done = [ending.lease.experiment_id for ending, ok in zip(endings, ended, strict=True) if ok]
+        if done:
+            connection.execute(delete(Checkpoint).where(Checkpoint.experiment_id.in_(done)))
+    return ended
+
+
+def _finish(connection: Connection, ending: Ending) -> bool:
+    values = {"summary": ending.summary, "error": ending.error, "finished_at": utcnow()}
+    changed = connection.execute(
+        update(Experiment).where(*holds(ending.lease)).values(status=ending.status, **values)
+    )
+    return bool(changed.rowcount)
 
 
 def requeue(engine: Engine, lease: Lease) -> None:

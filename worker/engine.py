@@ -79,16 +79,16 @@ def run_group(
     specs: list[ExperimentSpec],
     on_blocks: Callable[[list[MetricBlock | None]], list[bool]],
     resumes: list[bytes | None] | None = None,
-    on_end: Callable[[int, RunResult | EngineError], None] | None = None,
+    on_end: Callable[[list[tuple[int, RunResult | EngineError]]], None] | None = None,
     block_seconds: float = BLOCK_SECONDS,
     threads: int = 1,
 ) -> list[RunResult | EngineError]:
     """Train `specs` together to the end. After each block of steps, `on_blocks` gets every
     member's metrics (None for members already done) while the group's state is that of the
-    blocks' `step`, and returns per member whether to go on; `on_end(m, outcome)` hears as
-    soon as member m is done. Blocks are sized to take about `block_seconds`; the members
-    step on up to `threads` threads. Returns each member's result, or the EngineError that
-    ended it."""
+    blocks' `step`, and returns per member whether to go on; `on_end([(m, outcome), ...])`
+    hears of the members done after each block, all at once. Blocks are sized to take about
+    `block_seconds`; the members step on up to `threads` threads. Returns each member's
+    result, or the EngineError that ended it."""
     group = make_trainer(specs, resumes, threads)
     tracker = [_Tracker() for _ in specs]
     outcome: list[RunResult | EngineError | None] = [None] * len(specs)
@@ -102,11 +102,14 @@ def run_group(
             block if result is None else None for block, result in zip(blocks, outcome, strict=True)
         ]
         keep_going = on_blocks(live)
+        ended = []
         for m, block in enumerate(live):
             if block is not None:
                 outcome[m] = _after_block(group, m, block, tracker[m], keep_going[m], total)
-                if outcome[m] is not None and on_end is not None:
-                    on_end(m, outcome[m])
+                if outcome[m] is not None:
+                    ended.append((m, outcome[m]))
+        if ended and on_end is not None:
+            on_end(ended)
     return outcome
 
 

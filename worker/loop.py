@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from core import lifecycle, metric_store
@@ -409,12 +409,12 @@ class Worker:
                 buffer.flush(checkpoint=buffer.checkpoint_due())
             return [m.verdict == queue.RUNNING and not stopping for m in members]
 
-        def on_end(m: int, outcome: RunResult | EngineError) -> None:
+        def on_end(done: list[tuple[int, RunResult | EngineError]]) -> None:
             if buffer.drain(self.stopping):
-                self._record_end(members[m], outcome)
+                self._record_ends([(members[m], outcome) for m, outcome in done])
             else:
-                log.warning("event=left_to_reaper experiment=%d", members[m].id)
-            ended.add(m)
+                log.warning("event=left_to_reaper experiments=%s", [members[m].id for m, _ in done])
+            ended.update(m for m, _ in done)
 
         specs = [member.spec for member in members]
         try:
@@ -445,25 +445,37 @@ class Worker:
             log.warning("event=drain_failed error=%r", str(error)[:200])
             written = True
         if written:
-            for member in members:
-                self._record_end(member, exc)
+            self._record_ends([(member, exc) for member in members])
 
-    def _record_end(self, member: Member, outcome: RunResult | Exception) -> None:
-        lease = member.lease
-        if member.verdict == queue.LOST:
-            log.warning("event=lease_lost experiment=%d worker=%s", member.id, self.id)
-            return
-        if isinstance(outcome, Exception):
-            error = failure_message(outcome)
-            log.warning("event=failed experiment=%d error=%r", member.id, error[:200])
-            self._fail(lease, error)
-        elif outcome.completed or member.verdict == queue.CANCEL:
-            status = Status.SUCCEEDED if outcome.completed else Status.CANCELED
-            summary = self._summary(member, outcome)
-            self._until_written(lambda: lifecycle.finish(self.db, lease, status, summary=summary))
-        else:
-            self._until_written(lambda: lifecycle.requeue(self.db, lease))
-        log.info("event=ended experiment=%d step=%d", member.id, member.step)
+    def _record_ends(self, ended: list[tuple[Member, RunResult | Exception]]) -> None:
+        """Record how each of `ended` ended: the runs that finished (succeeded or canceled)
+        with their summaries, all in one transaction; the others one by one."""
+        finished = []
+        for member, outcome in ended:
+            if member.verdict == queue.LOST:
+                log.warning("event=lease_lost experiment=%d worker=%s", member.id, self.id)
+                continue
+            if isinstance(outcome, Exception):
+                error = failure_message(outcome)
+                log.warning("event=failed experiment=%d error=%r", member.id, error[:200])
+                self._fail(member.lease, error)
+            elif outcome.completed or member.verdict == queue.CANCEL:
+                status = Status.SUCCEEDED if outcome.completed else Status.CANCELED
+                finished.append((member, status, outcome))
+            else:
+                self._until_written(lambda lease=member.lease: lifecycle.requeue(self.db, lease))
+        if finished:
+            endings = self._endings(finished)
+            self._until_written(lambda: lifecycle.finish_many(self.db, endings))
+        for member, _ in ended:
+            log.info("event=ended experiment=%d step=%d", member.id, member.step)
+
+    def _endings(self, finished: list[tuple[Member, Status, RunResult]]) -> list[lifecycle.Ending]:
+        with self.db.connect() as connection:
+            return [
+                lifecycle.Ending(member.lease, status, self._summary(connection, member, result))
+                for member, status, result in finished
+            ]
 
     def _fail(self, lease: lifecycle.Lease, error: str) -> None:
         self._until_written(lambda: lifecycle.finish(self.db, lease, Status.FAILED, error=error))
@@ -482,11 +494,11 @@ class Worker:
             if self.stopping.wait(self.settings.poll_seconds):
                 return
 
-    def _summary(self, member: Member, result: RunResult) -> dict:
+    @staticmethod
+    def _summary(connection: Connection, member: Member, result: RunResult) -> dict:
         """Final values, thresholds and the fitted rate, over the whole stored series (a
         resumed run's engine saw only the steps since its checkpoint)."""
-        with self.db.connect() as connection:
-            errors = metric_store.read_series(connection, member.id, "directional_error")
+        errors = metric_store.read_series(connection, member.id, "directional_error")
         summary = {
             "steps": result.steps_done,
             **{f"final_{name}": value for name, value in result.final.items()},
