@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from core import lifecycle, metric_store
@@ -34,6 +34,8 @@ log = logging.getLogger("dirconv.worker")
 PLAIN_ERRORS = (EngineError, ValueError, RuntimeError)
 """Errors whose message alone tells the user why their run failed."""
 
+SUMMARY_READ_POINTS = 2_000_000
+"""Directional errors read at once to summarise runs that end together (about 16 bytes each)."""
 MAX_FLUSH_SECONDS = 1.0
 """However slow its writes, a worker writes (and so sees cancels) at least this often."""
 FORGET_WORKERS_AFTER_LEASES = 20
@@ -471,11 +473,18 @@ class Worker:
             log.info("event=ended experiment=%d step=%d", member.id, member.step)
 
     def _endings(self, finished: list[tuple[Member, Status, RunResult]]) -> list[lifecycle.Ending]:
-        with self.db.connect() as connection:
-            return [
-                lifecycle.Ending(member.lease, status, self._summary(connection, member, result))
-                for member, status, result in finished
-            ]
+        """Each finished run's ending with its summary, the series read a few runs a query."""
+        endings = []
+        for group in _by_points(finished, SUMMARY_READ_POINTS):
+            ids = [member.id for member, _, _ in group]
+            with self.db.connect() as connection:
+                errors = metric_store.read_many(connection, ids, "directional_error")
+            for member, status, result in group:
+                series = errors.get(member.id, metric_store.SeriesArrays.empty())
+                endings.append(
+                    lifecycle.Ending(member.lease, status, _summary(member, result, series))
+                )
+        return endings
 
     def _fail(self, lease: lifecycle.Lease, error: str) -> None:
         self._until_written(lambda: lifecycle.finish(self.db, lease, Status.FAILED, error=error))
@@ -494,17 +503,33 @@ class Worker:
             if self.stopping.wait(self.settings.poll_seconds):
                 return
 
-    @staticmethod
-    def _summary(connection: Connection, member: Member, result: RunResult) -> dict:
-        """Final values, thresholds and the fitted rate, over the whole stored series (a
-        resumed run's engine saw only the steps since its checkpoint)."""
-        errors = metric_store.read_series(connection, member.id, "directional_error")
-        summary = {
-            "steps": result.steps_done,
-            **{f"final_{name}": value for name, value in result.final.items()},
-            **summarize(errors.steps, errors.values, member.spec.lr, member.spec.optimizer),
-        }
-        return _json_safe(summary)
+
+def _summary(member: Member, result: RunResult, errors: metric_store.SeriesArrays) -> dict:
+    """Final values, thresholds and the fitted rate, over the whole stored series of
+    directional errors (a resumed run's engine saw only the steps since its checkpoint)."""
+    summary = {
+        "steps": result.steps_done,
+        **{f"final_{name}": value for name, value in result.final.items()},
+        **summarize(errors.steps, errors.values, member.spec.lr, member.spec.optimizer),
+    }
+    return _json_safe(summary)
+
+
+def _by_points(
+    finished: list[tuple[Member, Status, RunResult]], points: int
+) -> list[list[tuple[Member, Status, RunResult]]]:
+    """`finished` in groups whose series hold about `points` points at most (one run alone
+    may hold more)."""
+    groups: list[list[tuple[Member, Status, RunResult]]] = [[]]
+    held = 0
+    for item in finished:
+        size = item[0].spec.steps // item[0].spec.log_every + 2
+        if groups[-1] and held + size > points:
+            groups.append([])
+            held = 0
+        groups[-1].append(item)
+        held += size
+    return groups
 
 
 def is_transient(exc: DBAPIError) -> bool:

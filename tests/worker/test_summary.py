@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from core.settings import Settings
+from worker import loop
 from worker.loop import Worker
 from worker.summary import summarize
 
@@ -48,3 +49,22 @@ def test_flow_runs_show_the_papers_rate_exponents(client, db, depth, steps, low,
     Worker(db, Settings(flush_seconds=0.05)).run_one()
     summary = client.get(f"/experiments/{experiment_id}").json()["summary"]
     assert low < summary["rate_exponent"] < high
+
+
+def test_a_sweeps_members_ending_together_get_the_summaries_of_their_own_series(
+    client, db, monkeypatch
+):
+    """Members are summarised from series read a few runs a query (here one run a query, as
+    the bound is set below one run's points); each summary is that of the member's series."""
+    monkeypatch.setattr(loop, "SUMMARY_READ_POINTS", 10)
+    grid = {"depth": [1, 3], "seed": [0, 1]}
+    sweep = client.post("/sweeps", json={"base": {"steps": 3000}, "grid": grid}).json()
+    Worker(db, Settings(flush_seconds=0.05)).run_one()
+    for experiment_id in sweep["experiment_ids"]:
+        run = client.get(f"/experiments/{experiment_id}").json()
+        metrics = client.get(f"/experiments/{experiment_id}/metrics?names=directional_error")
+        series = metrics.json()["series"]["directional_error"]
+        expected = summarize(np.array(series["steps"]), np.array(series["values"]), 1e-3, "sgd")
+        assert run["status"] == "succeeded"
+        for field, value in expected.items():
+            assert run["summary"][field] == value, field
