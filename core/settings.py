@@ -96,14 +96,15 @@ class Settings(BaseSettings):
     poll_seconds: float = Field(default=0.5, gt=0)
     """How long an idle worker sleeps between looks at the queue."""
     flush_seconds: float = Field(default=0.25, gt=0)
-    """Longest a worker holds metrics before writing them (also its cancel-check period),
-    unless its writes are slow (`writer_share`)."""
-    flush_points: int = Field(default=1_000_000, ge=1)
+    """How often a worker checks for cancels and lost leases; also the longest it holds
+    metrics before writing them, unless its writes are slow (`writer_share`)."""
+    flush_points: int = Field(default=4_000_000, ge=1)
     """Metric points a worker buffers before writing them regardless of time."""
     writer_share: float = Field(default=0.2, gt=0, le=1)
     """Most of its time a worker's writer thread spends writing: after a write that took t
     seconds, the next begins t / writer_share after it began, if that is later than
-    `flush_seconds` (but within MAX_FLUSH_SECONDS)."""
+    `flush_seconds` (but within worker.loop.MAX_FLUSH_SECONDS); cancels are still checked
+    every `flush_seconds`."""
     torch_threads: int = Field(default=1, ge=1)
     """Intra-op threads per worker; the networks are tiny, so one is fastest."""
     threads: int = Field(default_factory=usable_cores, ge=1)

@@ -36,8 +36,9 @@ PLAIN_ERRORS = (EngineError, ValueError, RuntimeError)
 
 SUMMARY_READ_POINTS = 2_000_000
 """Directional errors read at once to summarise runs that end together (about 16 bytes each)."""
-MAX_FLUSH_SECONDS = 1.0
-"""However slow its writes, a worker writes (and so sees cancels) at least this often."""
+MAX_FLUSH_SECONDS = 5.0
+"""However slow its writes, a worker writes at least this often (it checks for cancels every
+`flush_seconds` in between)."""
 FORGET_WORKERS_AFTER_LEASES = 20
 """A registry row silent for this many leases is dropped when another worker starts."""
 
@@ -117,8 +118,9 @@ class MetricBuffer:
         self._retry: dict[int, list[MetricBlock]] = {}
         self._written = True
         self._write_seconds = 0.0
+        self.last_check = self.last_flush
         self._tails = metric_store.Tails()
-        self._writer = _Writer(self._write)
+        self._writer = _Writer()
 
     def due(self) -> bool:
         overdue = time.monotonic() - self.last_flush >= self.flush_interval()
@@ -129,6 +131,27 @@ class MetricBuffer:
         """Seconds from one write's start to the next's."""
         paced = min(self._write_seconds / self.settings.writer_share, MAX_FLUSH_SECONDS)
         return max(self.settings.flush_seconds, paced)
+
+    def check(self) -> None:
+        """Between writes spaced out by their cost, learn every `flush_seconds` whether each
+        run is canceled or its lease lost, without writing (if the writer is free)."""
+        self._raise_writer_error()
+        now = time.monotonic()
+        if now - self.last_check >= self.settings.flush_seconds and not self._writer.busy():
+            held = [member for member in self.members if member.verdict == queue.RUNNING]
+            self._writer.hand(lambda: self._check(held))
+            self.last_check = now
+
+    def _check(self, members: list[Member]) -> None:
+        try:
+            verdicts = queue.check_leases(self.db, [member.lease for member in members])
+        except DBAPIError as exc:
+            if not is_transient(exc):
+                raise
+            return
+        for member in members:
+            if member.verdict == queue.RUNNING:  # a write may have told more meanwhile
+                member.verdict = verdicts[member.id]
 
     def checkpoint_due(self) -> bool:
         return time.monotonic() - self.last_checkpoint >= self.settings.checkpoint_seconds
@@ -172,7 +195,8 @@ class MetricBuffer:
                 continue
             pending.append(_Pending(member, blocks, member.step, self._state(member, checkpoint)))
         if pending:
-            self._writer.hand(pending)
+            self._writer.hand(lambda: self._write(pending))
+            self.last_check = time.monotonic()
         return bool(pending)
 
     def _write(self, pending: list[_Pending]) -> None:
@@ -234,11 +258,12 @@ class MetricBuffer:
 
 
 class _Writer:
-    """A thread that makes one write at a time, handed over by the training thread; an
-    error it raises waits in `error` for the training thread to re-raise."""
+    """A thread that does one job (a write, a lease check) at a time, handed over by the
+    training thread; an error it raises waits in `error` for the training thread to
+    re-raise."""
 
-    def __init__(self, write: Callable[[list[_Pending]], None]) -> None:
-        self._write, self._pending = write, []
+    def __init__(self) -> None:
+        self._job: Callable[[], None] | None = None
         self._idle, self._wake = threading.Event(), threading.Event()
         self._idle.set()
         self._closed = False
@@ -249,9 +274,9 @@ class _Writer:
     def busy(self) -> bool:
         return not self._idle.is_set()
 
-    def hand(self, pending: list[_Pending]) -> None:
+    def hand(self, job: Callable[[], None]) -> None:
         self._idle.clear()
-        self._pending = pending
+        self._job = job
         self._wake.set()
 
     def wait(self) -> None:
@@ -270,11 +295,12 @@ class _Writer:
             if self._closed:
                 return
             try:
-                self._write(self._pending)
+                if self._job is not None:
+                    self._job()
             except BaseException as exc:  # noqa: BLE001 - handed to the training thread
                 self.error = exc
             finally:
-                self._pending = []
+                self._job = None
                 self._idle.set()
 
 
@@ -409,6 +435,8 @@ class Worker:
                 buffer.flush_now(checkpoint=True)
             elif buffer.due():
                 buffer.flush(checkpoint=buffer.checkpoint_due())
+            else:
+                buffer.check()
             return [m.verdict == queue.RUNNING and not stopping for m in members]
 
         def on_end(done: list[tuple[int, RunResult | EngineError]]) -> None:

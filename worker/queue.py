@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, bindparam, delete, insert, update
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, tuple_, update
 
 from core import metric_store
 from core.db import upsert, write_connection
 from core.lifecycle import LEASE_PARAMETERS, Lease, holds, lease_parameters
 from core.models import Checkpoint, Experiment, WorkerRow, db_now
+from core.status import Status
 
 RUNNING, CANCEL, LOST = "running", "cancel", "lost"
 """What a progress write tells the worker: go on, stop because the user canceled, or stop
@@ -89,6 +90,30 @@ def record_progress(
             tails.clear()
         raise
     return verdicts
+
+
+def check_leases(engine: Engine, leases: list[Lease]) -> dict[int, str]:
+    """Each lease's verdict, RUNNING, CANCEL or LOST, read without writing anything."""
+    if not leases:
+        return {}
+    held = [(lease.experiment_id, lease.worker_id, lease.attempt) for lease in leases]
+    with engine.connect() as connection:
+        canceled = {row[0]: row[1] for row in connection.execute(_HELD, {"held": held})}
+    return {
+        lease.experiment_id: LOST
+        if lease.experiment_id not in canceled
+        else (CANCEL if canceled[lease.experiment_id] else RUNNING)
+        for lease in leases
+    }
+
+
+_HELD = select(Experiment.id, Experiment.cancel_requested).where(
+    tuple_(Experiment.id, Experiment.worker_id, Experiment.attempts).in_(
+        bindparam("held", expanding=True)
+    ),
+    Experiment.status == Status.RUNNING,
+)
+"""The runs among (id, worker, attempt) still held, as `core.lifecycle.holds` has it."""
 
 
 _ADVANCE = (

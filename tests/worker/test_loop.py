@@ -12,6 +12,7 @@ from core.models import Checkpoint, Experiment, utcnow
 from core.settings import Settings
 from core.spec import ExperimentSpec
 from tests.waiting import wait_for
+from worker import loop, queue
 from worker.engine import MetricBlock
 from worker.loop import Member, MetricBuffer, Worker
 
@@ -159,3 +160,43 @@ def test_a_run_that_raises_anything_fails_with_the_error_and_the_worker_goes_on(
     assert failed["status"] == "failed"
     assert failed["error"] == "the worker could not run it: BadZipFile: File is not a zip file"
     assert client.get(f"/experiments/{normal}").json()["status"] == "succeeded"
+
+
+def test_a_cancel_is_seen_between_writes_spaced_out_by_their_cost(client, db, monkeypatch):
+    """Writes as far apart as they may ever be (never, here): the worker still learns of the
+    cancel from its lease checks every flush period, and the run ends canceled mid-way."""
+    monkeypatch.setattr(loop, "MAX_FLUSH_SECONDS", 3600.0)
+    experiment_id = client.post("/experiments", json={"steps": 1_000_000}).json()["id"]
+    settings = Settings(
+        flush_seconds=0.05, poll_seconds=0.05, writer_share=1e-9, flush_points=10**9
+    )
+    thread = threading.Thread(target=Worker(db, settings).run_one)
+    thread.start()
+    wait_for(lambda: _step(client, experiment_id), "the run's first write")
+    assert client.post(f"/experiments/{experiment_id}/cancel").status_code == 202
+    wait_for(lambda: not thread.is_alive(), "the worker to stop the canceled run", timeout=120)
+    experiment = client.get(f"/experiments/{experiment_id}").json()
+    assert experiment["status"] == "canceled"
+    assert experiment["progress"]["step"] < 1_000_000
+
+
+def test_lease_checks_tell_running_canceled_and_lost_runs_apart(client, db):
+    ids = [client.post("/experiments", json={}).json()["id"] for _ in range(4)]
+    with db.begin() as connection:
+        connection.execute(update(Experiment).values(status="running", worker_id="w", attempts=1))
+        connection.execute(
+            update(Experiment).where(Experiment.id == ids[1]).values(cancel_requested=True)
+        )
+        connection.execute(
+            update(Experiment).where(Experiment.id == ids[2]).values(worker_id="other")
+        )
+        connection.execute(update(Experiment).where(Experiment.id == ids[3]).values(attempts=2))
+    leases = [lifecycle.Lease(experiment_id, "w", 1) for experiment_id in [*ids, 10_000]]
+    verdicts = queue.check_leases(db, leases)
+    assert verdicts == {
+        ids[0]: queue.RUNNING,
+        ids[1]: queue.CANCEL,
+        ids[2]: queue.LOST,
+        ids[3]: queue.LOST,
+        10_000: queue.LOST,
+    }
