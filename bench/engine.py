@@ -173,6 +173,7 @@ def main() -> None:
             "sweep": lambda: workers.sweep(steps, threads=cores),
             "sweep_one": lambda: workers.sweep(steps, threads=1),
             "sweep_engine": lambda: engine_only(members, cores),
+            "sweep_engine_one": lambda: engine_only(members, 1),
         }
         if cores == 1:
             del measures["naive_cores"]
@@ -202,6 +203,8 @@ def _report(
     single, single_one = rates["single"], rates["single_one"]
     sweep, sweep_one = size * rates["sweep"], size * rates["sweep_one"]
     tracking = 100 * (seconds["sweep"] - seconds["sweep_engine"]) / seconds["sweep_engine"]
+    engine_one = seconds["sweep_engine_one"]
+    tracking_one = 100 * (seconds["sweep_one"] - engine_one) / engine_one
     floor = sampling_floor(steps)
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     naive_cores = f", {rates['naive_cores']:.0f} on {cores} threads" if cores > 1 else ""
@@ -221,6 +224,8 @@ def _report(
         f"ratio {sweep_one / naive:5.1f}x",
         f"(b) worker wall over training alone: {tracking:+.1f} %  "
         f"{_verdict('sweep_tracking', tracking)}",
+        f"    on one thread (the writer has a core to itself): {tracking_one:+.1f} %  "
+        f"{_verdict('sweep_tracking', tracking_one)}",
         _profile("(a)", seconds["single_engine"], seconds["single"]),
         _profile("(b)", seconds["sweep_engine"], seconds["sweep"])
         + f"; 4 data streams shared by {size} members",
