@@ -22,14 +22,12 @@ from collections.abc import Callable
 
 import torch
 
+from core.settings import BLOCK_SECONDS
 from core.spec import ExperimentSpec
 from worker.trainers.base import EngineError, MetricBlock, RunResult, Trainer
 from worker.trainers.base import resolve_device as resolve_device  # the worker loop's
 from worker.trainers.registry import make_trainer
 
-BLOCK_SECONDS = 0.05
-"""Default time one block of steps should take: the worker checks for cancels, flushes and
-checkpoints between blocks (DIRCONV_BLOCK_SECONDS)."""
 MAX_BLOCK_STEPS = 4096
 
 
