@@ -498,7 +498,8 @@ class Worker:
             endings = self._endings(finished)
             self._until_written(lambda: lifecycle.finish_many(self.db, endings))
         for member, _ in ended:
-            log.info("event=ended experiment=%d step=%d", member.id, member.step)
+            if member.verdict != queue.LOST:
+                log.info("event=ended experiment=%d step=%d", member.id, member.step)
 
     def _endings(self, finished: list[tuple[Member, Status, RunResult]]) -> list[lifecycle.Ending]:
         """Each finished run's ending with its summary, the series read a few runs a query."""
