@@ -41,8 +41,9 @@ def _series(specs, threads):  # noqa: ANN001, ANN202
          for lr in (1e-3, 1e-2, 1e-1)],  # one stream, split between threads
         [ExperimentSpec(optimizer="gd", depth=d, seed=s, steps=300, n_samples=50, dtype="float32")
          for d in (1, 2) for s in (0, 1, 2)],
+        [ExperimentSpec(depth=d, steps=200, batch_size=100) for d in (1, 4)],  # parts < threads
     ],
-    ids=["streams", "one-stream", "gd-float32"],
+    ids=["streams", "one-stream", "gd-float32", "fewer-members-than-threads"],
 )  # fmt: skip
 def test_metrics_on_several_threads_are_bit_for_bit_those_of_one(specs):
     alone = _series(specs, threads=1)

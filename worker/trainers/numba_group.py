@@ -45,7 +45,8 @@ class Group:
             self._part(members) for members in threading_parts.split(self.stream_of, threads)
         ]
         self.threads = threads
-        self.prefetch = self._prefetcher() if self.resample and threads > len(self.parts) else None
+        lone = len(self.parts) == 1 and threads > 1  # one part: the other threads are idle
+        self.prefetch = self._prefetcher() if self.resample and lone else None
         self._tables: dict[int, np.ndarray] = {}
         self.active = np.ones(len(specs), dtype=np.bool_)
         self.errors: list[str | None] = [None] * len(specs)
@@ -113,7 +114,7 @@ class Group:
         )  # fmt: skip
 
     def _prefetcher(self) -> Prefetcher:
-        """Draws the batches ahead on a spare thread (one part leaves threads idle)."""
+        """Draws the batches ahead on a spare thread."""
         return Prefetcher(
             self.keys, self.teachers, self.distribution, self.x.shape[2:], self.dtype,
             self.total_steps, threading_parts.pool(self.threads),
