@@ -146,8 +146,16 @@ def test_cancel_button_stops_a_running_run(api, browser):
     experiment_id = httpx.post(f"{api.url}/experiments", json={"steps": 1_000_000}).json()["id"]
     browser.get(f"{api.url}/#/runs/{experiment_id}")
     _wait(browser, lambda: _status(browser) == "running", "status running")
-    browser.find_element(By.ID, "cancel").click()
+    _wait(browser, lambda: _click(browser, "cancel"), "the cancel button to take a click")
     _wait(browser, lambda: _status(browser) == "canceled", "status canceled")
+
+
+def _click(browser, element_id: str) -> bool:
+    """Click the element; a re-render between finding and clicking it (the run page follows
+    the run's events) raises StaleElementReferenceException before any click, and `_wait`
+    looks again."""
+    browser.find_element(By.ID, element_id).click()
+    return True
 
 
 MODULES = ["app", "lib", "charts", "events", "runs", "run", "compare", "sweeps", "forms"]
