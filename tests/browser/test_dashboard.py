@@ -151,10 +151,13 @@ def test_cancel_button_stops_a_running_run(api, browser):
 
 
 def _click(browser, element_id: str) -> bool:
-    """Click the element; a re-render between finding and clicking it (the run page follows
-    the run's events) raises StaleElementReferenceException before any click, and `_wait`
-    looks again."""
-    browser.find_element(By.ID, element_id).click()
+    """Click the element once it is there (False until then); a re-render between finding
+    and clicking it (the run page follows the run's events) raises
+    StaleElementReferenceException before any click, and `_wait` looks again."""
+    found = browser.find_elements(By.ID, element_id)
+    if not found:
+        return False
+    found[0].click()
     return True
 
 

@@ -8,7 +8,7 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.select import Select
 
-from tests.browser.test_dashboard import POINTS_SCRIPT, _status, _wait
+from tests.browser.test_dashboard import POINTS_SCRIPT, _click, _status, _wait
 from tests.waiting import wait_for
 
 DEPTHS = (1, 2, 3, 4)
@@ -284,8 +284,7 @@ def test_runs_found_by_spec_values_and_grouped_by_id(api, sweep, browser):
 def test_rerun_opens_a_new_run_with_the_same_spec(api, browser):
     original = _post(api, "/experiments", {"steps": 700, "depth": 3, "seed": 5})
     browser.get(f"{api.url}/#/runs/{original['id']}")
-    _wait(browser, lambda: browser.find_elements(By.ID, "rerun"), "the rerun button")
-    browser.find_element(By.ID, "rerun").click()
+    _wait(browser, lambda: _click(browser, "rerun"), "the rerun button to take a click")
     page = f"/runs/{original['id']}"
     _wait(browser, lambda: not browser.current_url.endswith(page), "the new run's page")
     copy = _run(api, int(browser.current_url.rsplit("/", 1)[1]))

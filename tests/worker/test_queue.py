@@ -30,6 +30,7 @@ def _settings(**overrides) -> Settings:
         "checkpoint_seconds": 0.0,
         "heartbeat_seconds": 0.01,
         "lease_seconds": 0.2,
+        "writer_share": 1.0,  # writes back to back, as the crash counts below assume
     }
     return Settings(**{**values, **overrides})
 
