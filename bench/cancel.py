@@ -11,7 +11,6 @@ TARGET_SECONDS. Run it on a quiet machine: the figure is what a user waits.
 
 from __future__ import annotations
 
-import os
 import statistics
 import tempfile
 import time
@@ -19,8 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.load import _free_port, _start, _stop, _wait_healthy
-from core.db import upgrade_schema
+from bench.load import _start, _stop, sqlite_env, start_api
 
 ROUNDS = 10
 LONG_RUN = {"steps": 1_000_000, "tags": ["bench-cancel"]}
@@ -32,16 +30,10 @@ TIMEOUT_SECONDS = 120.0
 
 def measure(folder: Path) -> list[float]:
     """Seconds from each POST .../cancel to the run read back as canceled."""
-    database_url = f"sqlite:///{folder / 'dirconv.db'}"
-    upgrade_schema(database_url)
-    env = {**os.environ, "DATABASE_URL": database_url}
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    processes = []
+    env = sqlite_env(folder)
+    processes: list = []
     try:
-        api = ("service", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning")
-        processes.append(_start(api, env, folder / "api.log"))
-        _wait_healthy(base, processes[0], timeout=TIMEOUT_SECONDS)
+        base = start_api(folder, env, processes, TIMEOUT_SECONDS)
         processes.append(_start(("worker",), env, folder / "worker.log"))
         with httpx.Client(base_url=base, timeout=30) as client:
             return [_one_cancel(client) for _ in range(ROUNDS)]

@@ -16,7 +16,6 @@ temporary directory.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import tempfile
 import time
@@ -25,8 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.load import _free_port, _start, _stop, _wait_healthy
-from core.db import upgrade_schema
+from bench.load import _start, _stop, sqlite_env, start_api
 
 PAPER_RUN = {"depth": 4, "tags": ["paper"]}
 POLL_SECONDS = 0.01
@@ -46,16 +44,10 @@ class FirstRun:
 
 def measure(folder: Path, cache_dir: Path) -> FirstRun:
     """Queue the paper's run, start a worker, and time its first run from claim to end."""
-    database_url = f"sqlite:///{folder / 'dirconv.db'}"
-    upgrade_schema(database_url)
-    env = {**os.environ, "DATABASE_URL": database_url, "NUMBA_CACHE_DIR": str(cache_dir)}
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    processes = []
+    env = sqlite_env(folder, NUMBA_CACHE_DIR=str(cache_dir))
+    processes: list = []
     try:
-        api = ("service", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning")
-        processes.append(_start(api, env, folder / "api.log"))
-        _wait_healthy(base, processes[0], timeout=TIMEOUT_SECONDS)
+        base = start_api(folder, env, processes, TIMEOUT_SECONDS)
         experiment_id = httpx.post(f"{base}/experiments", json=PAPER_RUN).json()["id"]
         processes.append(_start(("worker",), env, folder / "worker.log"))
         run = _watch(f"{base}/experiments/{experiment_id}")

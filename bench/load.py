@@ -123,6 +123,25 @@ def _wait_healthy(base: str, api: subprocess.Popen, timeout: float = 60.0) -> No
     raise RuntimeError("the API did not come up")
 
 
+def sqlite_env(folder: Path, **extra: str) -> dict[str, str]:
+    """The environment of an API and workers sharing a new, migrated SQLite file in
+    `folder`."""
+    database_url = f"sqlite:///{folder / 'dirconv.db'}"
+    upgrade_schema(database_url)
+    return {**os.environ, "DATABASE_URL": database_url, **extra}
+
+
+def start_api(folder: Path, env: dict, processes: list[subprocess.Popen], timeout: float) -> str:
+    """Start an API on a free port (its log in `folder`), add it to `processes` and wait until
+    it answers; returns its base URL."""
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    api = ("service", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning")
+    processes.append(_start(api, env, folder / "api.log"))
+    _wait_healthy(base, processes[-1], timeout=timeout)
+    return base
+
+
 def _stop(processes: list[subprocess.Popen]) -> None:
     for process in processes:
         if process.poll() is None:
