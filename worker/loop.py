@@ -117,7 +117,8 @@ class MetricBuffer:
         self.last_flush = self.last_checkpoint = time.monotonic()
         self._retry: dict[int, list[MetricBlock]] = {}
         self._written = True
-        self._write_seconds = 0.0
+        self._write_seconds = self._seconds_per_point = 0.0
+        self._pace: tuple[float, int] | None = None
         self.last_check = self.last_flush
         self._tails = metric_store.Tails()
         self._writer = _Writer()
@@ -125,7 +126,20 @@ class MetricBuffer:
     def due(self) -> bool:
         overdue = time.monotonic() - self.last_flush >= self.flush_interval()
         buffered = sum(member.pending_points() for member in self.members)
-        return overdue or buffered >= self.settings.flush_points
+        ending = buffered > 0 and self._end_within(buffered * self._seconds_per_point)
+        return overdue or buffered >= self.settings.flush_points or ending
+
+    def _end_within(self, seconds: float) -> bool:
+        """Whether the runs, at their pace so far, end within `seconds`: then what is held is
+        written now, while they train on, and the write their end waits for is a short one."""
+        now, step = time.monotonic(), max(member.step for member in self.members)
+        if self._pace is None:
+            self._pace = (now, step)
+        started, first_step = self._pace
+        if step == first_step or now == started:
+            return False
+        left = max(member.spec.steps - member.step for member in self.members)
+        return left * (now - started) / (step - first_step) <= seconds
 
     def flush_interval(self) -> float:
         """Seconds from one write's start to the next's."""
@@ -206,6 +220,10 @@ class MetricBuffer:
             self._record(pending)
         finally:
             self._write_seconds = time.monotonic() - started
+            points = sum(
+                len(block.steps) * len(block.values) for item in pending for block in item.blocks
+            )
+            self._seconds_per_point = self._write_seconds / max(points, 1)
 
     def _record(self, pending: list[_Pending]) -> None:
         try:

@@ -129,6 +129,32 @@ def test_metric_buffer_flushes_by_size_and_by_time(client, db):
     wait_for(buffer.due, "the buffer to come due by time")
 
 
+def test_metric_buffer_writes_early_when_the_run_ends_sooner_than_a_write_takes(client, db):
+    """Near its end a run's held points are written while it trains on, so that the write its
+    end must wait for holds only the last few blocks; far from the end nothing is written
+    early. (A real write first tells the buffer what a point costs.)"""
+    experiment_id = client.post("/experiments", json={}).json()["id"]
+    with db.begin() as connection:
+        connection.execute(update(Experiment).values(status="running", worker_id="w", attempts=1))
+    total = 1_000_000
+    member = Member(lifecycle.Lease(experiment_id, "w", 1), ExperimentSpec(steps=total))
+    buffer = MetricBuffer(db, [member], Settings(flush_points=10**9, flush_seconds=3600))
+
+    def add(step: int, logged: int = 10) -> None:
+        steps = np.arange(step - logged, step)
+        member.add(MetricBlock(steps, {"directional_error": steps * 1.0}, step))
+
+    add(1000, logged=1000)
+    assert buffer.flush_now()
+    add(1010)
+    assert not buffer.due()  # the pace is measured from here
+    add(1020)
+    assert not buffer.due()  # 10 steps done, a million to go: far from the end
+    add(total - 1, logged=1000)
+    assert buffer.due()  # one step to go, and 1,010 points held
+    buffer.close()
+
+
 def _queued(db, spec: ExperimentSpec) -> int:
     """Queue `spec` straight in the database, past any size limit the API sets."""
     with session_scope(db, write=True) as session:
