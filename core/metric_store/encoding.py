@@ -201,7 +201,10 @@ def m4_indices(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
     counts = np.diff(starts, append=len(values))
     lows = _first_hit(values, starts, counts, np.fmin)
     highs = _first_hit(values, starts, counts, np.fmax)
-    return np.unique(np.concatenate([starts, starts + counts - 1, lows, highs]))
+    picked = np.zeros(len(values), np.bool_)  # a mask, not np.unique: linear, no sort or hash
+    for indices in (starts, starts + counts - 1, lows, highs):
+        picked[indices] = True
+    return np.flatnonzero(picked)
 
 
 def _first_hit(
