@@ -153,12 +153,13 @@ class Client:
         """The answer's JSON, or {(experiment_id, metric): Series} for an Arrow answer."""
         if method in STATE_CHANGING:  # the API refuses them without it (415), body or not
             kwargs["headers"] = {"Content-Type": "application/json", **kwargs.get("headers", {})}
-        response = self._http.request(method, path, **kwargs)
+        with self._http.stream(method, path, **kwargs) as response:
+            if response.is_success and _is_arrow(response):
+                return arrow_series(_received(response))
+            response.read()
         if response.status_code == 204:
             return None
         if response.is_success:
-            if response.headers.get("content-type", "").startswith(ARROW_STREAM):
-                return arrow_series(response.content)
             return response.json()
         raise _error_of(response)
 
@@ -550,7 +551,26 @@ def _sweep_member(member: dict, series: Series) -> dict:
     }
 
 
-def arrow_series(body: bytes) -> dict[tuple[int, str], Series]:
+def _is_arrow(response: httpx.Response) -> bool:
+    return response.headers.get("content-type", "").startswith(ARROW_STREAM)
+
+
+def _received(response: httpx.Response) -> np.ndarray | bytes:
+    """The body, read into one buffer of its announced size as it arrives: a large answer
+    is not first held as a list of pieces and then copied once more to join them."""
+    size = response.headers.get("content-length")
+    if size is None or "content-encoding" in response.headers:
+        return response.read()
+    body, filled = np.empty(int(size), np.uint8), 0
+    for piece in response.iter_raw():
+        body[filled : filled + len(piece)] = np.frombuffer(piece, np.uint8)
+        filled += len(piece)
+    if filled != len(body):
+        raise httpx.ReadError(f"the answer ended after {filled} of its {len(body)} bytes")
+    return body
+
+
+def arrow_series(body: bytes | np.ndarray) -> dict[tuple[int, str], Series]:
     """An Arrow metrics answer as {(experiment_id, metric): (int64 steps, float64 values)}.
     A series sent in one piece (as the API sends them) comes as read-only views of `body`,
     without a copy."""
