@@ -1,5 +1,6 @@
 """The job loop against a real database (SQLite and PostgreSQL), in this process."""
 
+import sys
 import threading
 import time
 
@@ -226,3 +227,9 @@ def test_lease_checks_tell_running_canceled_and_lost_runs_apart(client, db):
         ids[3]: queue.LOST,
         10_000: queue.LOST,
     }
+
+
+def test_a_worker_hands_the_gil_over_sooner_than_python_does(db):
+    # Its training threads wait for the GIL after each kernel call while the writer runs.
+    _worker(db)
+    assert sys.getswitchinterval() == loop.GIL_SWITCH_SECONDS < 0.005
