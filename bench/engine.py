@@ -104,18 +104,27 @@ class Workers:
 
 def scaling(
     workers: Workers, steps: int, threads: list[int], repeats: int
-) -> dict[tuple[int, int], float]:
-    """Worker member-steps/s of each (members, threads) sweep of (c), the fastest of
-    `repeats` rounds."""
-    seconds: dict[tuple[int, int], list[float]] = {}
+) -> dict[tuple[int | str, int], float]:
+    """Worker member-steps/s of each (members, threads) sweep of (c), and training alone's
+    for the 64-member sweep (key ("training", threads)), the fastest of `repeats` rounds."""
+    seconds: dict[tuple[int | str, int], list[float]] = {}
     for _ in range(repeats):
         for seeds in SCALING_SEEDS:
             grid = {"depth": SWEEP_GRID["depth"], "seed": list(range(seeds))}
             for count in threads:
                 taken = workers.sweep(steps, grid, count)
                 seconds.setdefault((4 * seeds, count), []).append(taken)
-    return {(members, count): members * steps / min(times)
+        for count in threads:
+            taken = engine_only(_members(steps, 16), count)
+            seconds.setdefault(("training", count), []).append(taken)
+    return {(members, count): 64 * steps / min(times) if members == "training"
+            else members * steps / min(times)
             for (members, count), times in seconds.items()}  # fmt: skip
+
+
+def _members(steps: int, seeds: int) -> list[ExperimentSpec]:
+    return [ExperimentSpec(steps=steps, depth=d, seed=s) for d in SWEEP_GRID["depth"]
+            for s in range(seeds)]  # fmt: skip
 
 
 def fastest(measures: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
@@ -156,8 +165,7 @@ def main() -> None:
     steps, repeats, cores = args.steps, args.repeats, usable_cores()
     torch.set_num_threads(1)
     threads = sorted({1, 2, cores})
-    members = [ExperimentSpec(steps=steps, depth=d, seed=s) for d in SWEEP_GRID["depth"]
-               for s in SWEEP_GRID["seed"]]  # fmt: skip
+    members = _members(steps, len(SWEEP_GRID["seed"]))
     paper = [ExperimentSpec(depth=4, steps=steps)]
     engine_only([ExperimentSpec(depth=4, steps=50)], cores)  # compile the kernels, untimed
     with tempfile.TemporaryDirectory() as directory:
@@ -242,15 +250,19 @@ def _profile(label: str, training: float, worker: float) -> str:
     )
 
 
-def _report_scaling(rates: dict[tuple[int, int], float], threads: list[int], steps: int) -> None:
+def _report_scaling(
+    rates: dict[tuple[int | str, int], float], threads: list[int], steps: int
+) -> None:
     print(f"(c) worker, sweeps of depth 1-4 x seeds, {steps} steps, member-steps/s by threads:")
-    for members in sorted({m for m, _ in rates}):
+    for members in sorted({m for m, _ in rates if isinstance(m, int)}):
         cells = "  ".join(f"{t} thread(s) {rates[members, t]:9.0f}" for t in threads)
         print(f"    {members:4d} members: {cells}")
     if 2 in threads and (64, 2) in rates:
         speedup = rates[64, 2] / rates[64, 1]
         print(f"    64 members, 2 threads over 1: {speedup:.2f}x  "
               f"{_verdict('two_threads_64', speedup)}")  # fmt: skip
+        alone = rates["training", 2] / rates["training", 1]
+        print(f"    the same, training alone (no worker, no writes): {alone:.2f}x")
     most = threads[-1]
     ratio = rates[256, most] / rates[16, most]
     print(f"    256 members over 16, {most} thread(s): {ratio:.2f}x  "
