@@ -43,6 +43,15 @@ def pytest_configure(config: pytest.Config) -> None:
     prerequisites.required()  # an unknown name in DIRCONV_TEST_REQUIRE stops the run here
 
 
+FIRST = ("tests/e2e/", "tests/browser/")
+"""Test files that start processes and run longest: collected first, so that on several
+processes (`make test`) they start early and the many short files fill the end."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: not item.nodeid.startswith(FIRST))  # a stable sort
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     prerequisites.count_skip(report)
 
