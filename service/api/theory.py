@@ -74,7 +74,8 @@ def _curve(problem: theory.FlowProblem, points: int, spacing: str) -> theory.Cur
     curve = _curves.get(key)
     if curve is not None:
         return curve
-    if not _slots().acquire(timeout=SLOT_WAIT_SECONDS):
+    slots = _slots()
+    if not slots.acquire(timeout=SLOT_WAIT_SECONDS):
         raise HTTPException(
             status_code=503,
             detail="theory curves are being computed for other requests "
@@ -84,11 +85,20 @@ def _curve(problem: theory.FlowProblem, points: int, spacing: str) -> theory.Cur
     try:
         curve = theory.theory_curve(problem, points, spacing)
     finally:
-        _slots().release()
+        slots.release()
     _curves.put(key, curve)
     return curve
 
 
-@cache
+_SLOTS_MADE = threading.Lock()
+
+
 def _slots() -> threading.BoundedSemaphore:
+    # functools.cache alone can build two semaphores when the first requests race.
+    with _SLOTS_MADE:
+        return _semaphore()
+
+
+@cache
+def _semaphore() -> threading.BoundedSemaphore:
     return threading.BoundedSemaphore(get_settings().max_theory_jobs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 import threading
 import tracemalloc
 
@@ -122,7 +123,7 @@ def test_runs_that_differ_outside_the_flow_share_one_theory_problem(client):
 
 def test_a_theory_curve_past_the_free_slots_answers_503_then_succeeds(client, settings_env):
     settings_env(MAX_THEORY_JOBS=1)
-    theory_api._slots.cache_clear()
+    theory_api._semaphore.cache_clear()
     theory_api._curves.clear()
     run = client.post("/experiments", json={"depth": 2, "steps": 777}).json()["id"]
     busy = theory_api._slots()
@@ -142,7 +143,7 @@ def test_a_theory_curve_past_the_free_slots_answers_503_then_succeeds(client, se
         again = client.get(f"/experiments/{run}/theory?max_points=321")
     finally:
         busy.release()
-        theory_api._slots.cache_clear()
+        theory_api._semaphore.cache_clear()
     assert again.json() == answered.json()
 
 
@@ -161,3 +162,33 @@ def test_theory_slots_are_released_when_many_ask_at_once(client):
         thread.join()
     assert set(statuses) <= {200, 503}
     assert all(client.get(f"/experiments/{run}/theory").status_code == 200 for run in runs)
+
+
+def _slots_seen_by_racing_threads(count: int) -> list[threading.BoundedSemaphore]:
+    start = threading.Barrier(count)
+    seen = []
+
+    def take() -> None:
+        start.wait()
+        seen.append(theory_api._slots())
+
+    threads = [threading.Thread(target=take) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return seen
+
+
+def test_requests_racing_for_the_first_theory_slot_share_one_semaphore():
+    # A short switch interval (the worker sets one too) makes the threads interleave often.
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(200):
+            theory_api._semaphore.cache_clear()
+            seen = _slots_seen_by_racing_threads(8)
+            assert len({id(slots) for slots in seen}) == 1
+    finally:
+        sys.setswitchinterval(previous)
+        theory_api._semaphore.cache_clear()
