@@ -3,8 +3,11 @@ restarted under running workers; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import random
 import signal
+import subprocess
+import sys
 import time
 
 import httpx
@@ -13,7 +16,7 @@ from sqlalchemy import func, select
 
 from core.models import Claim, Experiment
 from core.spec import LOGGED_METRICS, ExperimentSpec
-from tests.e2e.stack import Stack
+from tests.e2e.stack import REPO_ROOT, Stack
 from tests.waiting import wait_for
 from worker import engine as training
 
@@ -59,8 +62,26 @@ def _differing_steps(stored: dict, expected: np.ndarray) -> list[int]:
     return [stored["steps"][row] for row in rows[:5]]
 
 
-def _checkpoints(stack: Stack) -> list[str]:
-    return [line for line in stack.logs().splitlines() if "event=claimed" in line]
+def _claims_logged(stack: Stack) -> list[str]:
+    return sorted(line for line in stack.logs().splitlines() if "event=claimed" in line)
+
+
+def _uninterrupted_in_a_fresh_process(stack: Stack, spec: dict) -> dict[str, np.ndarray]:
+    """The uninterrupted run computed by a new interpreter with the workers' environment: tells
+    a wrong reference (this process's state) from a wrong stored run."""
+    saved = stack.tmp_path / "fresh.npz"
+    script = (
+        "import json, sys, numpy as np; from tests.e2e.test_recovery import _uninterrupted; "
+        "np.savez(sys.argv[2], **_uninterrupted(json.loads(sys.argv[1])))"
+    )
+    command = [sys.executable, "-c", script, json.dumps(spec), str(saved)]
+    subprocess.run(command, cwd=REPO_ROOT, env=stack.env, check=True, timeout=600)
+    with np.load(saved) as arrays:
+        return dict(arrays)
+
+
+def _equal(first: dict[str, np.ndarray], second: dict[str, np.ndarray]) -> bool:
+    return all(np.array_equal(first[name], second[name]) for name in first)
 
 
 def _assert_clean_logs(stack: Stack) -> None:
@@ -97,7 +118,14 @@ def test_sigkilled_workers_leave_a_run_that_equals_the_uninterrupted_one(stack, 
     expected = _uninterrupted(spec)
     series = client.get(f"/experiments/{experiment_id}/metrics").json()["series"]
     differing = {name: _differing_steps(series[name], values) for name, values in expected.items()}
-    assert differing == {name: [] for name in expected}, f"checkpoints: {_checkpoints(stack)}"
+    if differing != {name: [] for name in expected}:
+        fresh = _uninterrupted_in_a_fresh_process(stack, spec)
+        stored = {name: np.array(series[name]["values"], dtype=float) for name in expected}
+        raise AssertionError(
+            f"steps that differ: {differing}; a fresh process's run equals the stored one: "
+            f"{_equal(fresh, stored)}, this process's: {_equal(fresh, expected)}; "
+            f"claims: {_claims_logged(stack)}"
+        )
     assert experiment["summary"]["min_directional_error"] == expected["directional_error"].min()
     assert _claims(db, experiment_id) == KILLS + 1
     _assert_clean_logs(stack)
