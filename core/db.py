@@ -20,6 +20,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 IMMEDIATE = {"sqlite_begin": "IMMEDIATE"}
 """Execution options for a transaction that will write: on SQLite it takes the write lock at
 BEGIN, so a read-then-write never fails with SQLITE_BUSY_SNAPSHOT; other backends ignore it."""
+SQLITE_PAGE_SIZE = 16_384
+"""Page size of a new SQLite file (an existing one keeps its own). A metric chunk row holds
+up to ~45 kB, and with 4 kB pages a worker's writes spent a third more CPU on page handling
+(64-member sweep: 0.40 s of writer CPU at 4 kB, 0.26-0.28 s at 16 or 32 kB); reads are as
+fast."""
 POOL_OVERFLOW = 10
 """Connections beyond DIRCONV_DB_CONCURRENCY, for threads outside the request gate (streamed
 exports, a worker's heartbeat)."""
@@ -72,6 +77,8 @@ def _configure_sqlite(engine: Engine) -> None:
         # Let SQLAlchemy, not the driver, decide when transactions begin.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
+        # Only takes effect while the file is still empty, so it must come before WAL mode.
+        cursor.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.execute("PRAGMA foreign_keys=ON")

@@ -1,10 +1,11 @@
-"""The one upsert helper, on SQLite and PostgreSQL (the `db` fixture)."""
+"""The one upsert helper, on SQLite and PostgreSQL (the `db` fixture); SQLite files' pages."""
 
+import sqlite3
 from datetime import UTC, datetime
 
 from sqlalchemy import insert, select
 
-from core.db import upsert
+from core.db import SQLITE_PAGE_SIZE, make_engine, upgrade_schema, upsert
 from core.models import Checkpoint, Experiment, db_now
 
 KEY, CONTENT = ["experiment_id"], ["step", "state", "saved_at"]
@@ -47,3 +48,28 @@ def test_upsert_of_many_rows_inserts_new_keys_and_replaces_known_ones(db):
     with db.begin() as connection:
         upsert(connection, Checkpoint, rows, KEY, CONTENT)
     assert _checkpoints(db) == {first: (2, b"b"), second: (3, b"c")}
+
+
+def _pragma(engine, name: str) -> int | str:
+    with engine.connect() as connection:
+        return connection.exec_driver_sql(f"PRAGMA {name}").scalar_one()
+
+
+def test_a_new_sqlite_file_gets_large_pages_and_an_old_one_keeps_its_own(tmp_path):
+    new = f"sqlite:///{tmp_path / 'new.db'}"
+    upgrade_schema(new)
+    engine = make_engine(new)
+    assert (_pragma(engine, "page_size"), _pragma(engine, "journal_mode")) == (
+        SQLITE_PAGE_SIZE,
+        "wal",
+    )
+    engine.dispose()
+    old = tmp_path / "old.db"
+    with sqlite3.connect(old) as connection:  # made by an earlier release: 4 kB pages
+        connection.execute("PRAGMA page_size=4096")
+        connection.execute("PRAGMA journal_mode=WAL")
+    upgrade_schema(f"sqlite:///{old}")
+    engine = make_engine(f"sqlite:///{old}")
+    assert _pragma(engine, "page_size") == 4096
+    assert _experiments(engine, 2)  # and it works as before
+    engine.dispose()
