@@ -124,20 +124,27 @@ class MetricBuffer:
         self._written = True
         self._write_seconds = self._seconds_per_point = 0.0
         self._pace: tuple[float, int] | None = None
+        self._last_asked: float | None = None
         self.last_check = self.last_flush
         self._tails = metric_store.Tails()
         self._writer = _Writer()
 
     def due(self) -> bool:
-        overdue = time.monotonic() - self.last_flush >= self.flush_interval()
+        """Whether to write now; asked once after every block."""
+        now = time.monotonic()
+        block = 0.0 if self._last_asked is None else now - self._last_asked
+        self._last_asked = now
+        overdue = now - self.last_flush >= self.flush_interval()
         buffered = sum(member.pending_points() for member in self.members)
-        ending = buffered > 0 and self._end_within(buffered * self._seconds_per_point)
+        # The next chance to write is a block away: if the runs end before it has come and
+        # gone, the held points are written now, so their end waits only for the last block.
+        write = buffered * self._seconds_per_point
+        ending = buffered > 0 and self._end_within(now, write + block)
         return overdue or buffered >= self.settings.flush_points or ending
 
-    def _end_within(self, seconds: float) -> bool:
-        """Whether the runs, at their pace so far, end within `seconds`: then what is held is
-        written now, while they train on, and the write their end waits for is a short one."""
-        now, step = time.monotonic(), max(member.step for member in self.members)
+    def _end_within(self, now: float, seconds: float) -> bool:
+        """Whether the runs, at their pace so far, end within `seconds` of `now`."""
+        step = max(member.step for member in self.members)
         if self._pace is None:
             self._pace = (now, step)
         started, first_step = self._pace

@@ -156,6 +156,29 @@ def test_metric_buffer_writes_early_when_the_run_ends_sooner_than_a_write_takes(
     buffer.close()
 
 
+def test_metric_buffer_writes_early_when_the_run_ends_within_the_next_block(
+    client, db, monkeypatch
+):
+    """Blocks 1 s apart, 10 steps a block: with 5 steps to go the end comes before the next
+    block does, so the held points are written now (even if a write looked free); with 70
+    to go they wait."""
+    clock = [0.0]
+    monkeypatch.setattr(loop.time, "monotonic", lambda: clock[0])
+    verdicts = []
+    for total in (1035, 1100):
+        experiment_id = client.post("/experiments", json={}).json()["id"]
+        member = Member(lifecycle.Lease(experiment_id, "w", 1), ExperimentSpec(steps=total))
+        buffer = MetricBuffer(db, [member], Settings(flush_points=10**9, flush_seconds=3600))
+        for second, step in enumerate((1010, 1020, 1030)):
+            clock[0] = float(second)
+            steps = np.arange(step - 10, step)
+            member.add(MetricBlock(steps, {"directional_error": steps * 1.0}, step))
+            due = buffer.due()
+        verdicts.append(due)
+        buffer.close()
+    assert verdicts == [True, False]
+
+
 def _queued(db, spec: ExperimentSpec) -> int:
     """Queue `spec` straight in the database, past any size limit the API sets."""
     with session_scope(db, write=True) as session:
