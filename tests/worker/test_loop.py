@@ -162,11 +162,11 @@ def test_metric_buffer_writes_early_when_the_run_ends_within_the_next_block(
     """Blocks 1 s apart, 10 steps a block: with 5 steps to go the end comes before the next
     block does, so the held points are written now (even if a write looked free); with 70
     to go they wait."""
-    clock = [0.0]
+    runs = {total: client.post("/experiments", json={}).json()["id"] for total in (1035, 1100)}
+    clock = [0.0]  # set only now: the API client above runs on the real clock
     monkeypatch.setattr(loop.time, "monotonic", lambda: clock[0])
     verdicts = []
-    for total in (1035, 1100):
-        experiment_id = client.post("/experiments", json={}).json()["id"]
+    for total, experiment_id in runs.items():
         member = Member(lifecycle.Lease(experiment_id, "w", 1), ExperimentSpec(steps=total))
         buffer = MetricBuffer(db, [member], Settings(flush_points=10**9, flush_seconds=3600))
         for second, step in enumerate((1010, 1020, 1030)):
