@@ -67,8 +67,7 @@ def _claims_logged(stack: Stack) -> list[str]:
 
 
 def _uninterrupted_in_a_fresh_process(stack: Stack, spec: dict) -> dict[str, np.ndarray]:
-    """The uninterrupted run computed by a new interpreter with the workers' environment: tells
-    a wrong reference (this process's state) from a wrong stored run."""
+    """The uninterrupted run computed by a new interpreter with the workers' environment."""
     saved = stack.tmp_path / "fresh.npz"
     script = (
         "import json, sys, numpy as np; from tests.e2e.test_recovery import _uninterrupted; "
@@ -78,10 +77,6 @@ def _uninterrupted_in_a_fresh_process(stack: Stack, spec: dict) -> dict[str, np.
     subprocess.run(command, cwd=REPO_ROOT, env=stack.env, check=True, timeout=600)
     with np.load(saved) as arrays:
         return dict(arrays)
-
-
-def _equal(first: dict[str, np.ndarray], second: dict[str, np.ndarray]) -> bool:
-    return all(np.array_equal(first[name], second[name]) for name in first)
 
 
 def _assert_clean_logs(stack: Stack) -> None:
@@ -115,17 +110,12 @@ def test_sigkilled_workers_leave_a_run_that_equals_the_uninterrupted_one(stack, 
     experiment = read()
     assert experiment["status"] == "succeeded", experiment["error"]
     elapsed = time.monotonic() - started
-    expected = _uninterrupted(spec)
+    # Computed by a fresh interpreter, as a worker computes it: this long-lived pytest process
+    # has been seen to compute some `loss` values differently after other tests ran in it.
+    expected = _uninterrupted_in_a_fresh_process(stack, spec)
     series = client.get(f"/experiments/{experiment_id}/metrics").json()["series"]
     differing = {name: _differing_steps(series[name], values) for name, values in expected.items()}
-    if differing != {name: [] for name in expected}:
-        fresh = _uninterrupted_in_a_fresh_process(stack, spec)
-        stored = {name: np.array(series[name]["values"], dtype=float) for name in expected}
-        raise AssertionError(
-            f"steps that differ: {differing}; a fresh process's run equals the stored one: "
-            f"{_equal(fresh, stored)}, this process's: {_equal(fresh, expected)}; "
-            f"claims: {_claims_logged(stack)}"
-        )
+    assert differing == {name: [] for name in expected}, f"claims: {_claims_logged(stack)}"
     assert experiment["summary"]["min_directional_error"] == expected["directional_error"].min()
     assert _claims(db, experiment_id) == KILLS + 1
     _assert_clean_logs(stack)
