@@ -143,7 +143,9 @@ def test_runs_list_and_compare_page(api, browser, screenshot):
 
 
 def test_cancel_button_stops_a_running_run(api, browser):
-    experiment_id = httpx.post(f"{api.url}/experiments", json={"steps": 1_000_000}).json()["id"]
+    # Slow steps (32-d points): a fast machine must not finish the run before the click.
+    spec = {"steps": 1_000_000, "dim": 32}
+    experiment_id = httpx.post(f"{api.url}/experiments", json=spec).json()["id"]
     browser.get(f"{api.url}/#/runs/{experiment_id}")
     _wait(browser, lambda: _status(browser) == "running", "status running")
     _wait(browser, lambda: _click(browser, "cancel"), "the cancel button to take a click")
