@@ -69,7 +69,7 @@ class Member:
 
     def add(self, block: MetricBlock) -> None:
         self.blocks.append(block)
-        self.pending += len(block.steps) * len(block.values)
+        self.pending += _points(block)
         self.last_block, self.step = block, block.step
 
     def pending_points(self) -> int:
@@ -82,6 +82,10 @@ class Member:
     def series(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """The points held, as {metric: (steps, values)} arrays."""
         return _series(self.blocks)
+
+
+def _points(block: MetricBlock) -> int:
+    return len(block.steps) * len(block.values)
 
 
 def _series(blocks: list[MetricBlock]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -232,9 +236,7 @@ class MetricBuffer:
             self._record(pending)
         finally:
             self._write_seconds = time.monotonic() - started
-            points = sum(
-                len(block.steps) * len(block.values) for item in pending for block in item.blocks
-            )
+            points = sum(_points(block) for item in pending for block in item.blocks)
             self._seconds_per_point = self._write_seconds / max(points, 1)
 
     def _record(self, pending: list[_Pending]) -> None:
