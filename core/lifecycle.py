@@ -17,7 +17,6 @@ from sqlalchemy import (
     Connection,
     Engine,
     String,
-    bindparam,
     case,
     cast,
     delete,
@@ -28,7 +27,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.orm import Session, aliased
-from sqlalchemy.sql.expression import BindParameter, ColumnElement
+from sqlalchemy.sql.expression import ColumnElement
 
 from core import metric_store
 from core.db import write_connection
@@ -100,23 +99,8 @@ class Claimed:
         return self.lease.experiment_id
 
 
-class _BoundLease(NamedTuple):
-    experiment_id: BindParameter[int]
-    worker_id: BindParameter[str]
-    attempt: BindParameter[int]
-
-
-LEASE_PARAMETERS = _BoundLease(*(bindparam(f"lease_{name}") for name in _BoundLease._fields))
-
-
-def lease_parameters(lease: Lease) -> dict[str, Any]:
-    """The values of LEASE_PARAMETERS for `lease`."""
-    return {f"lease_{name}": getattr(lease, name) for name in _BoundLease._fields}
-
-
-def holds(lease: Lease | _BoundLease) -> tuple[ColumnElement[bool], ...]:
-    """The run is still `lease`'s: running, under this worker, in this attempt. With
-    LEASE_PARAMETERS, the condition of a statement built once, run with `lease_parameters`."""
+def holds(lease: Lease) -> tuple[ColumnElement[bool], ...]:
+    """The run is still `lease`'s: running, under this worker, in this attempt."""
     return (
         Experiment.id == lease.experiment_id,
         Experiment.worker_id == lease.worker_id,

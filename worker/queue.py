@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, tu
 
 from core import metric_store
 from core.db import upsert, write_connection
-from core.lifecycle import LEASE_PARAMETERS, Lease, holds, lease_parameters
+from core.lifecycle import Lease
 from core.models import Checkpoint, Experiment, WorkerRow, db_now
 from core.status import Status
 
@@ -79,7 +79,7 @@ def record_progress(
     items = list(progress)
     try:
         with write_connection(engine) as connection, connection.begin():
-            verdicts = {item.lease.experiment_id: _advance(connection, item) for item in items}
+            verdicts = _advance(connection, items)
             held = [item for item in items if verdicts[item.lease.experiment_id] != LOST]
             points = [(item.lease.experiment_id, item.points) for item in held]
             metric_store.write_many(connection, points, tails)
@@ -99,39 +99,54 @@ def check_leases(engine: Engine, leases: list[Lease]) -> dict[int, str]:
     held = [(lease.experiment_id, lease.worker_id, lease.attempt) for lease in leases]
     with engine.connect() as connection:
         canceled = {row[0]: row[1] for row in connection.execute(_HELD, {"held": held})}
+    return _verdicts(leases, canceled)
+
+
+_HOLD_ANY = (
+    tuple_(Experiment.id, Experiment.worker_id, Experiment.attempts).in_(
+        bindparam("held", expanding=True)
+    ),
+    Experiment.status == Status.RUNNING,
+)
+"""The runs among the (id, worker, attempt) of `held` still held, as `core.lifecycle.holds`
+has it."""
+
+_HELD = select(Experiment.id, Experiment.cancel_requested).where(*_HOLD_ANY)
+
+_ADVANCE = (
+    update(Experiment)
+    .where(*_HOLD_ANY)
+    .values(progress_step=bindparam("step"))
+    .returning(Experiment.id, Experiment.cancel_requested)
+)
+"""Record the step that runs reached if their leases hold; built once (a group writes
+hundreds, most at one step)."""
+
+
+def _advance(connection: Connection, items: list[Progress]) -> dict[int, str]:
+    """Each item's verdict, its step recorded if its lease holds: one statement per step."""
+    by_step: dict[int, list[tuple[int, str, int]]] = {}
+    for item in items:
+        lease = item.lease
+        by_step.setdefault(item.step, []).append(
+            (lease.experiment_id, lease.worker_id, lease.attempt)
+        )
+    # The lease check comes first: on PostgreSQL it locks the rows against the reaper.
+    canceled = {}
+    for step, held in by_step.items():
+        rows = connection.execute(_ADVANCE, {"held": held, "step": step})
+        canceled.update({row[0]: row[1] for row in rows})
+    return _verdicts([item.lease for item in items], canceled)
+
+
+def _verdicts(leases: list[Lease], canceled: dict[int, bool]) -> dict[int, str]:
+    """RUNNING, CANCEL or LOST for each lease, from {held experiment: cancel requested}."""
     return {
         lease.experiment_id: LOST
         if lease.experiment_id not in canceled
         else (CANCEL if canceled[lease.experiment_id] else RUNNING)
         for lease in leases
     }
-
-
-_HELD = select(Experiment.id, Experiment.cancel_requested).where(
-    tuple_(Experiment.id, Experiment.worker_id, Experiment.attempts).in_(
-        bindparam("held", expanding=True)
-    ),
-    Experiment.status == Status.RUNNING,
-)
-"""The runs among (id, worker, attempt) still held, as `core.lifecycle.holds` has it."""
-
-
-_ADVANCE = (
-    update(Experiment)
-    .where(*holds(LEASE_PARAMETERS))
-    .values(progress_step=bindparam("step"))
-    .returning(Experiment.cancel_requested)
-)
-"""Record the step a run reached if its lease holds; built once (a group writes hundreds)."""
-
-
-def _advance(connection: Connection, item: Progress) -> str:
-    # The lease check comes first: on PostgreSQL it locks the row against the reaper.
-    parameters = {**lease_parameters(item.lease), "step": item.step}
-    cancel_requested = connection.scalar(_ADVANCE, parameters)
-    if cancel_requested is None:
-        return LOST
-    return CANCEL if cancel_requested else RUNNING
 
 
 def _save_checkpoint(connection: Connection, item: Progress) -> None:

@@ -88,8 +88,8 @@ def write_many(
 def _stored(
     connection: Connection, experiment_id: int, keys: list[tuple[str, int]], tails: Tails | None
 ) -> dict[tuple[str, int], SeriesArrays]:
-    """The stored chunks among `keys` that `tails` does not hold."""
-    unknown = [key for key in keys if tails is None or not tails.holds(experiment_id, *key)]
+    """The stored chunks among `keys` that `tails` does not know."""
+    unknown = [key for key in keys if tails is None or not tails.knows(experiment_id, *key)]
     stored: dict[tuple[str, int], SeriesArrays] = {}
     for first in range(0, len(unknown), MAX_CHUNKS_PER_QUERY):
         group = unknown[first : first + MAX_CHUNKS_PER_QUERY]

@@ -100,9 +100,11 @@ class Tails:
     def __init__(self) -> None:
         self._tails: dict[tuple[int, str], _Tail] = {}
 
-    def holds(self, experiment_id: int, name: str, chunk: int) -> bool:
+    def knows(self, experiment_id: int, name: str, chunk: int) -> bool:
+        """Whether the stored chunk needs no reading back: it is the tail held, or a later one,
+        which cannot be stored yet (a series is written in ascending chunks, by one writer)."""
         tail = self._tails.get((experiment_id, name))
-        return tail is not None and tail.chunk == chunk
+        return tail is not None and tail.chunk <= chunk
 
     def pack(self, experiment_id: int, writes: Sequence[Write]) -> list[dict[str, Any]]:
         """The rows of the written chunks once the new points join them, each remembered as

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from core import metric_store
 from core.metric_store import CHUNK_STEPS, SeriesArrays, storage
@@ -39,7 +39,7 @@ def test_appended_rows_equal_rows_packed_from_the_whole_chunk(seed):
         writes, expected = [], []
         for name, block in enumerate(blocks):
             for chunk, part in by_chunk(block):
-                held = None if tails.holds(1, str(name), chunk) else stored.get((name, chunk))
+                held = None if tails.knows(1, str(name), chunk) else stored.get((name, chunk))
                 stored[name, chunk] = merge(stored.get((name, chunk)), part)
                 writes.append((str(name), chunk, held, part))
                 expected.append(pack(1, str(name), chunk, stored[name, chunk]))
@@ -55,7 +55,7 @@ def test_a_rewritten_step_and_an_earlier_chunk_are_merged_like_a_read_back_chunk
     assert tails.pack(1, [(NAME, 0, None, again)]) == [pack(1, NAME, 0, stored)]
     later = SeriesArrays(np.array([CHUNK_STEPS + 3]), np.array([7.0]))
     tails.pack(1, [(NAME, 1, None, later)])
-    assert not tails.holds(1, NAME, 0)
+    assert not tails.knows(1, NAME, 0)
     assert tails.pack(1, [(NAME, 0, stored, again)]) == [pack(1, NAME, 0, merge(stored, again))]
 
 
@@ -119,3 +119,25 @@ def test_metrics_sharing_a_steps_array_are_cut_like_each_alone(seed):
     for key, part in parts.items():
         assert np.array_equal(part.steps, expected[key].steps)
         assert np.array_equal(part.values, expected[key].values)
+
+
+def test_a_writer_with_memory_reads_back_no_chunk_after_its_tails(store_db):  # noqa: F811
+    """Each chunk is read back once, when the writer first meets the series: the chunks that
+    follow a remembered tail cannot be stored yet."""
+    experiment_id, tails = _experiment(store_db), metric_store.Tails()
+    reads = []
+
+    def count_reads(conn, cursor, statement, *args):  # noqa: ANN001, ANN202
+        if statement.lstrip().upper().startswith("SELECT") and "metric_chunks" in statement:
+            reads.append(statement)
+
+    event.listen(store_db, "before_cursor_execute", count_reads)
+    try:
+        for block in _blocks(3, 60):
+            with store_db.begin() as connection:
+                points = {NAME: (block.steps, block.values)}
+                metric_store.write_points(connection, experiment_id, points, tails)
+    finally:
+        event.remove(store_db, "before_cursor_execute", count_reads)
+    assert len(_rows(store_db, experiment_id)) > 4
+    assert len(reads) == 1

@@ -166,6 +166,31 @@ def test_a_worker_that_lost_its_lease_writes_nothing(client, db):
     assert _experiment(db, experiment_id).worker_id == "new-worker"
 
 
+def test_one_group_write_tells_each_run_its_verdict_and_records_its_own_step(client, db):
+    ids = [client.post("/experiments", json={}).json()["id"] for _ in range(4)]
+    running, canceled, ahead, stale = (lifecycle.claim_next(db, INFO.id) for _ in ids)
+    assert client.post(f"/experiments/{canceled.id}/cancel").status_code == 202
+    lost = lifecycle.Lease(stale.id, INFO.id, stale.lease.attempt + 1)
+    steps = {running.id: 5, canceled.id: 5, ahead.id: 9, lost.experiment_id: 5}
+    leases = [running.lease, canceled.lease, ahead.lease, lost]
+    progress = [
+        queue.Progress(
+            lease, {"norm": (np.array([1]), np.array([1.0]))}, steps[lease.experiment_id]
+        )
+        for lease in leases
+    ]
+    verdicts = queue.record_progress(db, progress)
+    assert verdicts == {
+        running.id: queue.RUNNING,
+        canceled.id: queue.CANCEL,
+        ahead.id: queue.RUNNING,
+        stale.id: queue.LOST,
+    }
+    recorded = {i: _experiment(db, i).progress_step for i in ids}
+    assert recorded == {running.id: 5, canceled.id: 5, ahead.id: 9, stale.id: 0}
+    assert _series(db, stale.id, "norm") == ([], [])
+
+
 def test_metric_writes_are_idempotent_per_step(client, db):
     experiment_id = client.post("/experiments", json={}).json()["id"]
     claimed = lifecycle.claim_next(db, INFO.id)
