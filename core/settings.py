@@ -100,7 +100,7 @@ class Settings(BaseSettings):
     metrics before writing them, unless its writes are slow (`writer_share`)."""
     flush_points: int = Field(default=4_000_000, ge=1)
     """Metric points a worker buffers before writing them regardless of time."""
-    writer_share: float = Field(default=0.2, gt=0, le=1)
+    writer_share: float = Field(default=0.1, gt=0, le=1)
     """Most of its time a worker's writer thread spends writing: after a write that took t
     seconds, the next begins t / writer_share after it began, if that is later than
     `flush_seconds` (but within worker.loop.MAX_FLUSH_SECONDS); cancels are still checked

@@ -129,6 +129,7 @@ class MetricBuffer:
         self._write_seconds = self._seconds_per_point = 0.0
         self._pace: tuple[float, int] | None = None
         self._last_asked: float | None = None
+        self._caught_up = False
         self.last_check = self.last_flush
         self._tails = metric_store.Tails()
         self._writer = _Writer()
@@ -142,8 +143,11 @@ class MetricBuffer:
         buffered = sum(member.pending_points() for member in self.members)
         # The next chance to write is a block away: if the runs end before it has come and
         # gone, the held points are written now, so their end waits only for the last block.
+        # Once only: every write rewrites the open chunks whole, and a second catch-up costs
+        # that again to save a few blocks' points.
         write = buffered * self._seconds_per_point
-        ending = buffered > 0 and self._end_within(now, write + block)
+        ending = buffered > 0 and not self._caught_up and self._end_within(now, write + block)
+        self._caught_up |= ending
         return overdue or buffered >= self.settings.flush_points or ending
 
     def _end_within(self, now: float, seconds: float) -> bool:
@@ -202,6 +206,7 @@ class MetricBuffer:
         idempotent."""
         self._writer.wait()
         self._raise_writer_error()
+        self._caught_up = False  # the runs that go on after this end may catch up again
         if self._hand(checkpoint):
             self._writer.wait()
             self._raise_writer_error()

@@ -153,6 +153,9 @@ def test_metric_buffer_writes_early_when_the_run_ends_sooner_than_a_write_takes(
     assert not buffer.due()  # 10 steps done, a million to go: far from the end
     add(total - 1, logged=1000)
     assert buffer.due()  # one step to go, and 1,010 points held
+    buffer.flush()
+    add(total, logged=1000)
+    assert not buffer.due()  # one catch-up write: the end's own write takes the rest
     buffer.close()
 
 
