@@ -4,11 +4,13 @@ functions that make them (create, claim, cancel, finish, requeue, reap).
 A claimed run is held under a lease: (experiment id, worker id, attempt). Every write a worker
 makes for the run checks that lease in the same transaction, so a worker that was presumed
 dead and comes back (a long pause, a partition) cannot write over the worker that took over.
-The lease check is `holds(lease)`; worker/queue.py uses it for progress writes too.
+The lease check is `holds(lease)` (`HOLDS_ANY` for many leases); worker/queue.py uses it for
+progress writes too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -17,6 +19,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     String,
+    bindparam,
     case,
     cast,
     delete,
@@ -24,6 +27,7 @@ from sqlalchemy import (
     insert,
     literal,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.orm import Session, aliased
@@ -107,6 +111,21 @@ def holds(lease: Lease) -> tuple[ColumnElement[bool], ...]:
         Experiment.attempts == lease.attempt,
         Experiment.status == Status.RUNNING,
     )
+
+
+HOLDS_ANY = (
+    tuple_(Experiment.id, Experiment.worker_id, Experiment.attempts).in_(
+        bindparam("held", expanding=True)
+    ),
+    Experiment.status == Status.RUNNING,
+)
+"""`holds` for many leases at once, in a statement built once: its parameter "held" is
+`held_values(leases)`."""
+
+
+def held_values(leases: Iterable[Lease]) -> list[tuple[int, str, int]]:
+    """The value of HOLDS_ANY's parameter for `leases`."""
+    return [(lease.experiment_id, lease.worker_id, lease.attempt) for lease in leases]
 
 
 def create_experiment(
@@ -302,20 +321,40 @@ def finish_many(engine: Engine, endings: list[Ending]) -> list[bool]:
     for ending in endings:
         if ending.status not in TRANSITIONS[Event.FINISH].targets:
             raise ValueError(f"a run cannot finish as {str(ending.status)!r}")
+    leases = held_values(ending.lease for ending in endings)
     with write_connection(engine) as connection, connection.begin():
-        ended = [_finish(connection, ending) for ending in endings]
-        done = [ending.lease.experiment_id for ending, ok in zip(endings, ended, strict=True) if ok]
-        if done:
-            connection.execute(delete(Checkpoint).where(Checkpoint.experiment_id.in_(done)))
-    return ended
+        # Read under lock (PostgreSQL: FOR UPDATE; SQLite: the write lock), then one batch.
+        held = set(connection.scalars(_HELD_FOR_UPDATE, {"held": leases}))
+        mine = [ending for ending in endings if ending.lease.experiment_id in held]
+        if mine:
+            connection.execute(_FINISH, [_finished_row(ending) for ending in mine])
+            connection.execute(delete(Checkpoint).where(Checkpoint.experiment_id.in_(held)))
+    return [ending.lease.experiment_id in held for ending in endings]
 
 
-def _finish(connection: Connection, ending: Ending) -> bool:
-    values = {"summary": ending.summary, "error": ending.error, "finished_at": utcnow()}
-    changed = connection.execute(
-        update(Experiment).where(*holds(ending.lease)).values(status=ending.status, **values)
+_HELD_FOR_UPDATE = select(Experiment.id).where(*HOLDS_ANY).with_for_update()
+
+_FINISH = (
+    update(Experiment)
+    .where(Experiment.id == bindparam("finished_id"), Experiment.status == Status.RUNNING)
+    .values(
+        status=bindparam("new_status"),
+        summary=bindparam("new_summary", type_=Experiment.__table__.c.summary.type),
+        error=bindparam("new_error"),
+        finished_at=bindparam("new_finished_at", type_=Experiment.__table__.c.finished_at.type),
     )
-    return bool(changed.rowcount)
+)
+"""Finish one held run (`finish_many` sends a batch of them); built once."""
+
+
+def _finished_row(ending: Ending) -> dict[str, Any]:
+    return {
+        "finished_id": ending.lease.experiment_id,
+        "new_status": ending.status.value,
+        "new_summary": ending.summary,
+        "new_error": ending.error,
+        "new_finished_at": utcnow(),
+    }
 
 
 def requeue(engine: Engine, lease: Lease) -> None:

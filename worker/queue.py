@@ -9,13 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
 
 from core import metric_store
 from core.db import upsert, write_connection
-from core.lifecycle import Lease
+from core.lifecycle import HOLDS_ANY, Lease, held_values
 from core.models import Checkpoint, Experiment, WorkerRow, db_now
-from core.status import Status
 
 RUNNING, CANCEL, LOST = "running", "cancel", "lost"
 """What a progress write tells the worker: go on, stop because the user canceled, or stop
@@ -96,26 +95,18 @@ def check_leases(engine: Engine, leases: list[Lease]) -> dict[int, str]:
     """Each lease's verdict, RUNNING, CANCEL or LOST, read without writing anything."""
     if not leases:
         return {}
-    held = [(lease.experiment_id, lease.worker_id, lease.attempt) for lease in leases]
+    held = held_values(leases)
     with engine.connect() as connection:
         canceled = {row[0]: row[1] for row in connection.execute(_HELD, {"held": held})}
     return _verdicts(leases, canceled)
 
 
-_HOLD_ANY = (
-    tuple_(Experiment.id, Experiment.worker_id, Experiment.attempts).in_(
-        bindparam("held", expanding=True)
-    ),
-    Experiment.status == Status.RUNNING,
-)
-"""The runs among the (id, worker, attempt) of `held` still held, as `core.lifecycle.holds`
-has it."""
-
-_HELD = select(Experiment.id, Experiment.cancel_requested).where(*_HOLD_ANY)
+_HELD = select(Experiment.id, Experiment.cancel_requested).where(*HOLDS_ANY)
+"""The runs among `held` still held, with whether a cancel was asked for."""
 
 _ADVANCE = (
     update(Experiment)
-    .where(*_HOLD_ANY)
+    .where(*HOLDS_ANY)
     .values(progress_step=bindparam("step"))
     .returning(Experiment.id, Experiment.cancel_requested)
 )
@@ -125,16 +116,13 @@ hundreds, most at one step)."""
 
 def _advance(connection: Connection, items: list[Progress]) -> dict[int, str]:
     """Each item's verdict, its step recorded if its lease holds: one statement per step."""
-    by_step: dict[int, list[tuple[int, str, int]]] = {}
+    by_step: dict[int, list[Lease]] = {}
     for item in items:
-        lease = item.lease
-        by_step.setdefault(item.step, []).append(
-            (lease.experiment_id, lease.worker_id, lease.attempt)
-        )
+        by_step.setdefault(item.step, []).append(item.lease)
     # The lease check comes first: on PostgreSQL it locks the rows against the reaper.
     canceled = {}
-    for step, held in by_step.items():
-        rows = connection.execute(_ADVANCE, {"held": held, "step": step})
+    for step, leases in by_step.items():
+        rows = connection.execute(_ADVANCE, {"held": held_values(leases), "step": step})
         canceled.update({row[0]: row[1] for row in rows})
     return _verdicts([item.lease for item in items], canceled)
 

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, create_engine, delete, insert, select
 from core import lifecycle
 from core.db import session_scope
 from core.lifecycle import TRANSITIONS, Event, Lease
-from core.models import Experiment, Sweep
+from core.models import Checkpoint, Experiment, Sweep, utcnow
 from core.spec import ExperimentSpec
 from core.status import FINISHED, Status
 
@@ -125,3 +125,37 @@ def test_every_event_has_a_driver_and_no_event_leaves_a_finished_status() -> Non
 def test_a_run_cannot_finish_as_a_status_outside_the_table() -> None:
     with pytest.raises(ValueError, match="cannot finish as 'queued'"):
         lifecycle.finish(create_engine("sqlite://"), Lease(1, WORKER, 1), Status.QUEUED)
+
+
+def test_finish_many_ends_the_runs_still_held_and_tells_which(db) -> None:
+    """One batch: held runs take their own status, summary and error, and lose their
+    checkpoints; a run held in another attempt or already finished is left as it was."""
+    sweep_id = _sweep(db)
+    held, failing, other_attempt, done = (
+        _run(db, sweep_id, status, {})
+        for status in (Status.RUNNING, Status.RUNNING, Status.RUNNING, Status.SUCCEEDED)
+    )
+    with db.begin() as connection:
+        saved = {"step": 5, "state": b"s", "saved_at": utcnow()}
+        rows = [{"experiment_id": i, **saved} for i in (held, other_attempt)]
+        connection.execute(insert(Checkpoint), rows)
+    endings = [
+        lifecycle.Ending(Lease(held, WORKER, 1), Status.SUCCEEDED, {"steps": 10, "rate": None}),
+        lifecycle.Ending(Lease(failing, WORKER, 1), Status.FAILED, error="boom"),
+        lifecycle.Ending(Lease(other_attempt, WORKER, 2), Status.CANCELED),
+        lifecycle.Ending(Lease(done, WORKER, 1), Status.FAILED, error="late"),
+    ]
+    assert lifecycle.finish_many(db, endings) == [True, True, False, False]
+    columns = (Experiment.id, Experiment.status, Experiment.summary, Experiment.error)
+    with db.connect() as connection:
+        runs = {row[0]: tuple(row[1:]) for row in connection.execute(select(*columns))}
+        finished = dict(connection.execute(select(Experiment.id, Experiment.finished_at)).all())
+        kept = connection.scalars(select(Checkpoint.experiment_id)).all()
+    assert runs == {
+        held: ("succeeded", {"steps": 10, "rate": None}, None),
+        failing: ("failed", None, "boom"),
+        other_attempt: ("running", None, None),
+        done: ("succeeded", None, None),
+    }
+    assert finished[held] is not None and finished[other_attempt] is None
+    assert kept == [other_attempt]
