@@ -41,6 +41,7 @@ from core.spec import ExperimentSpec  # noqa: E402
 from service import sweep_store  # noqa: E402
 from service.schemas import SweepCreate  # noqa: E402
 from worker import engine, kernels  # noqa: E402
+from worker.__main__ import configure_process  # noqa: E402
 from worker.loop import Worker  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -163,7 +164,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=REPEATS, help="fastest of this many")
     args = parser.parse_args()
     steps, repeats, cores = args.steps, args.repeats, usable_cores()
-    torch.set_num_threads(1)
+    configure_process(Settings(torch_threads=1))  # as `python -m worker` does
     threads = sorted({1, 2, cores})
     members = _members(steps, len(SWEEP_GRID["seed"]))
     paper = [ExperimentSpec(depth=4, steps=steps)]

@@ -9,7 +9,6 @@ import logging
 import math
 import os
 import socket
-import sys
 import threading
 import time
 import uuid
@@ -42,8 +41,9 @@ MAX_FLUSH_SECONDS = 5.0
 `flush_seconds` in between)."""
 GIL_SWITCH_SECONDS = 0.0005
 """How soon a thread running Python hands the GIL to one that waits for it (Python's default:
-5 ms). Training threads need it back after every kernel call while the writer thread runs
-Python; at 5 ms those waits cost a 64-member sweep on 2 threads about 8 % (measured)."""
+5 ms), set for the worker's process by `python -m worker`. Training threads need it back
+after every kernel call while the writer thread runs Python; at 5 ms those waits cost a
+64-member sweep on 2 threads about 8 % (measured)."""
 FORGET_WORKERS_AFTER_LEASES = 20
 """A registry row silent for this many leases is dropped when another worker starts."""
 
@@ -376,7 +376,6 @@ class Worker:
         self.info = queue.WorkerInfo(id=self.id, host=host, pid=pid, device=device)
         self.stopping = threading.Event()
         self.last_reap = -math.inf
-        sys.setswitchinterval(GIL_SWITCH_SECONDS)
 
     def stop(self) -> None:
         """Ask the loop to end: running jobs checkpoint and go back to the queue, then the

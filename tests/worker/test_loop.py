@@ -14,6 +14,7 @@ from core.settings import Settings
 from core.spec import ExperimentSpec
 from tests.waiting import wait_for
 from worker import loop, queue
+from worker.__main__ import configure_process
 from worker.engine import MetricBlock
 from worker.loop import Member, MetricBuffer, Worker
 
@@ -255,7 +256,11 @@ def test_lease_checks_tell_running_canceled_and_lost_runs_apart(client, db):
     }
 
 
-def test_a_worker_hands_the_gil_over_sooner_than_python_does(db):
+def test_a_worker_process_hands_the_gil_over_sooner_than_python_does():
     # Its training threads wait for the GIL after each kernel call while the writer runs.
-    _worker(db)
-    assert sys.getswitchinterval() == loop.GIL_SWITCH_SECONDS < 0.005
+    previous = sys.getswitchinterval()
+    try:
+        configure_process(Settings())
+        assert sys.getswitchinterval() == loop.GIL_SWITCH_SECONDS < 0.005
+    finally:
+        sys.setswitchinterval(previous)
