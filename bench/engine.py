@@ -48,7 +48,10 @@ REPO = Path(__file__).resolve().parents[1]
 NAIVE = Path(os.environ.get("DIRCONV_SHARED", REPO.parent / "shared")) / "reference/naive_sgd.py"
 STEPS = 20_000
 SWEEP_GRID = {"depth": [1, 2, 3, 4], "seed": [0, 1, 2, 3]}
-REPEATS = 3
+REPEATS = 5
+"""(a) and (b) take the fastest of this many rounds: their runs last a second or two, and on a
+shared machine the spread between rounds is 10-20 %."""
+SCALING_REPEATS = 3
 SCALING_STEPS = 10_000
 SCALING_SEEDS = (4, 16, 64)
 """(c): sweeps of depth 1-4 x this many seeds, SCALING_STEPS steps each."""
@@ -161,7 +164,8 @@ def _draw(x, y, teacher, steps):  # noqa: ANN001, ANN202
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=STEPS)
-    parser.add_argument("--repeats", type=int, default=REPEATS, help="fastest of this many")
+    parser.add_argument("--repeats", type=int, default=REPEATS, help="(a), (b): fastest of")
+    parser.add_argument("--scaling-repeats", type=int, default=SCALING_REPEATS, help="(c)")
     args = parser.parse_args()
     steps, repeats, cores = args.steps, args.repeats, usable_cores()
     configure_process(Settings(torch_threads=1))  # as `python -m worker` does
@@ -190,8 +194,8 @@ def main() -> None:
         rates = {name: steps / seconds for name, seconds in best.items()}
         _report(steps, rates, best, cores, size=len(members), repeats=repeats)
         scaling_steps = max(1, steps * SCALING_STEPS // STEPS)
-        rates = scaling(workers, scaling_steps, threads, repeats)
-        _report_scaling(rates, threads, scaling_steps)
+        rates = scaling(workers, scaling_steps, threads, args.scaling_repeats)
+        _report_scaling(rates, threads, scaling_steps, args.scaling_repeats)
 
 
 def _verdict(key: str, value: float) -> str:
@@ -252,9 +256,10 @@ def _profile(label: str, training: float, worker: float) -> str:
 
 
 def _report_scaling(
-    rates: dict[tuple[int | str, int], float], threads: list[int], steps: int
+    rates: dict[tuple[int | str, int], float], threads: list[int], steps: int, repeats: int
 ) -> None:
-    print(f"(c) worker, sweeps of depth 1-4 x seeds, {steps} steps, member-steps/s by threads:")
+    print(f"(c) worker, sweeps of depth 1-4 x seeds, {steps} steps, member-steps/s by threads "
+          f"(fastest of {repeats}):")  # fmt: skip
     for members in sorted({m for m, _ in rates if isinstance(m, int)}):
         cells = "  ".join(f"{t} thread(s) {rates[members, t]:9.0f}" for t in threads)
         print(f"    {members:4d} members: {cells}")
