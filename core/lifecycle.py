@@ -328,7 +328,8 @@ def finish_many(engine: Engine, endings: list[Ending]) -> list[bool]:
         mine = [ending for ending in endings if ending.lease.experiment_id in held]
         if mine:
             connection.execute(_FINISH, [_finished_row(ending) for ending in mine])
-            connection.execute(delete(Checkpoint).where(Checkpoint.experiment_id.in_(held)))
+            done = sorted(held)
+            connection.execute(delete(Checkpoint).where(Checkpoint.experiment_id.in_(done)))
     return [ending.lease.experiment_id in held for ending in endings]
 
 
