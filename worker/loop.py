@@ -144,9 +144,10 @@ class MetricBuffer:
         # The next chance to write is a block away: if the runs end before it has come and
         # gone, the held points are written now, so their end waits only for the last block.
         # Once only: every write rewrites the open chunks whole, and a second catch-up costs
-        # that again to save a few blocks' points.
+        # that again to save a few blocks' points. A busy writer leaves it to the next block.
         write = buffered * self._seconds_per_point
-        ending = buffered > 0 and not self._caught_up and self._end_within(now, write + block)
+        catch_up = buffered > 0 and not self._caught_up and not self._writer.busy()
+        ending = catch_up and self._end_within(now, write + block)
         self._caught_up |= ending
         return overdue or buffered >= self.settings.flush_points or ending
 

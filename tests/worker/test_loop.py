@@ -160,6 +160,30 @@ def test_metric_buffer_writes_early_when_the_run_ends_sooner_than_a_write_takes(
     buffer.close()
 
 
+def test_a_catch_up_write_that_finds_the_writer_busy_waits_for_it(client, db):
+    """The one catch-up write is not spent while a write is still under way: it comes at the
+    first block after the writer is free."""
+    experiment_id = client.post("/experiments", json={}).json()["id"]
+    with db.begin() as connection:
+        connection.execute(update(Experiment).values(status="running", worker_id="w", attempts=1))
+    total = 1_000_000
+    member = Member(lifecycle.Lease(experiment_id, "w", 1), ExperimentSpec(steps=total))
+    buffer = MetricBuffer(db, [member], Settings(flush_points=10**9, flush_seconds=3600))
+    steps = np.arange(1000)
+    member.add(MetricBlock(steps, {"directional_error": steps * 1.0}, 1000))
+    assert buffer.flush_now()
+    member.add(MetricBlock(steps + 1000, {"directional_error": steps * 1.0}, 2000))
+    assert not buffer.due()  # the pace is measured from here
+    release = threading.Event()
+    buffer._writer.hand(release.wait)  # a write still under way
+    member.add(MetricBlock(steps + total - 1001, {"directional_error": steps * 1.0}, total - 1))
+    assert not buffer.due()
+    release.set()
+    buffer._writer.wait()
+    assert buffer.due()
+    buffer.close()
+
+
 def test_metric_buffer_writes_early_when_the_run_ends_within_the_next_block(
     client, db, monkeypatch
 ):
