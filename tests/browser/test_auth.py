@@ -67,8 +67,14 @@ def _shown(browser, selector: str):
 
 
 def _who(browser) -> str:
-    shown = _wait(browser, lambda: _shown(browser, "#whoami"), "who is signed in")
-    return " ".join(shown.text.split())
+    """The header's 'Signed in as' line, read inside the wait: the page may render the header
+    again between finding the line and reading it (it did on a busy CI machine)."""
+
+    def text() -> str | None:
+        shown = _shown(browser, "#whoami")
+        return " ".join(shown.text.split()) if shown else None
+
+    return _wait(browser, text, "who is signed in")
 
 
 def test_401_asks_for_a_token_then_names_the_user_until_sign_out(secured, browser, screenshot):
