@@ -131,16 +131,22 @@ def test_metric_buffer_flushes_by_size_and_by_time(client, db):
     wait_for(buffer.due, "the buffer to come due by time")
 
 
+def _running_alone(client, db, total: int) -> tuple[Member, MetricBuffer]:
+    """A run of `total` steps held by worker "w", and a buffer that writes only when asked
+    or when the run nears its end."""
+    experiment_id = client.post("/experiments", json={}).json()["id"]
+    with db.begin() as connection:
+        connection.execute(update(Experiment).values(status="running", worker_id="w", attempts=1))
+    member = Member(lifecycle.Lease(experiment_id, "w", 1), ExperimentSpec(steps=total))
+    return member, MetricBuffer(db, [member], Settings(flush_points=10**9, flush_seconds=3600))
+
+
 def test_metric_buffer_writes_early_when_the_run_ends_sooner_than_a_write_takes(client, db):
     """Near its end a run's held points are written while it trains on, so that the write its
     end must wait for holds only the last few blocks; far from the end nothing is written
     early. (A real write first tells the buffer what a point costs.)"""
-    experiment_id = client.post("/experiments", json={}).json()["id"]
-    with db.begin() as connection:
-        connection.execute(update(Experiment).values(status="running", worker_id="w", attempts=1))
     total = 1_000_000
-    member = Member(lifecycle.Lease(experiment_id, "w", 1), ExperimentSpec(steps=total))
-    buffer = MetricBuffer(db, [member], Settings(flush_points=10**9, flush_seconds=3600))
+    member, buffer = _running_alone(client, db, total)
 
     def add(step: int, logged: int = 10) -> None:
         steps = np.arange(step - logged, step)
@@ -163,12 +169,8 @@ def test_metric_buffer_writes_early_when_the_run_ends_sooner_than_a_write_takes(
 def test_a_catch_up_write_that_finds_the_writer_busy_waits_for_it(client, db):
     """The one catch-up write is not spent while a write is still under way: it comes at the
     first block after the writer is free."""
-    experiment_id = client.post("/experiments", json={}).json()["id"]
-    with db.begin() as connection:
-        connection.execute(update(Experiment).values(status="running", worker_id="w", attempts=1))
     total = 1_000_000
-    member = Member(lifecycle.Lease(experiment_id, "w", 1), ExperimentSpec(steps=total))
-    buffer = MetricBuffer(db, [member], Settings(flush_points=10**9, flush_seconds=3600))
+    member, buffer = _running_alone(client, db, total)
     steps = np.arange(1000)
     member.add(MetricBlock(steps, {"directional_error": steps * 1.0}, 1000))
     assert buffer.flush_now()
